@@ -1,0 +1,143 @@
+"""
+Choosing a broker: URL schemes map to providers.
+
+Built-in providers are imported lazily, on first use of their scheme, so that
+``import txqbroker`` stays light and installs no reactor.  Third-party
+packages add schemes through the ``txqbroker.brokers`` entry point group (the
+entry point loads an :class:`~txqbroker.interfaces.IBrokerProvider`), or at
+run time with :func:`register`.  See ``docs/providers/custom.rst``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any, Mapping
+
+from twisted.internet.defer import Deferred
+
+from txqbroker.errors import ConfigurationError, UnknownScheme
+from txqbroker.interfaces import IBroker, IBrokerProvider
+from txqbroker.options import BrokerOptions, from_config, parse_url
+
+__all__ = ["connect", "register", "provider_for", "schemes", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "txqbroker.brokers"
+
+#: scheme -> "module:attribute" of the built-in providers.
+_BUILTIN: dict[str, str] = {
+    "redis": "txqbroker.redis.provider:provider",
+    "rediss": "txqbroker.redis.provider:provider",
+    "unix": "txqbroker.redis.provider:provider",
+    "redis+unix": "txqbroker.redis.provider:provider",
+    "memory": "txqbroker.memory:provider",
+    "sqlite": "txqbroker.sqlite.provider:provider",
+    "disque": "txqbroker.disque.provider:provider",
+    "sqs": "txqbroker.sqs.provider:provider",
+    "ironmq": "txqbroker.ironmq.provider:provider",
+}
+
+_registered: dict[str, IBrokerProvider] = {}
+
+
+def register(provider: IBrokerProvider) -> None:
+    """
+    Register ``provider`` for each of its schemes, replacing any earlier
+    provider of the same scheme.
+
+    :raise ConfigurationError: when ``provider`` does not provide
+        :class:`~txqbroker.interfaces.IBrokerProvider`.
+    """
+    if not IBrokerProvider.providedBy(provider):
+        raise ConfigurationError(f"{provider!r} does not provide IBrokerProvider")
+    for scheme in provider.schemes:
+        _registered[scheme.lower()] = provider
+
+
+def _load(spec: str) -> Any:
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def provider_for(scheme: str) -> IBrokerProvider:
+    """
+    The provider for ``scheme``: registered at run time first, then the
+    built-ins, then entry points.
+
+    :raise UnknownScheme: when no provider serves the scheme.
+    """
+    scheme = scheme.lower()
+    if scheme in _registered:
+        return _registered[scheme]
+    if scheme in _BUILTIN:
+        provider = _load(_BUILTIN[scheme])
+    else:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == scheme]
+        if not found:
+            raise UnknownScheme(
+                f"no broker provider for scheme {scheme!r}; known: {', '.join(schemes())}"
+            )
+        provider = found[0].load()
+    if not IBrokerProvider.providedBy(provider):
+        raise ConfigurationError(f"{provider!r} does not provide IBrokerProvider")
+    _registered[scheme] = provider
+    return provider
+
+
+def schemes() -> list[str]:
+    """Every scheme known: built-in, registered and from entry points."""
+    known = set(_BUILTIN) | set(_registered)
+    known.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(known)
+
+
+def options_for(url_or_config: str | Mapping[str, Any] | BrokerOptions, **options: Any) -> BrokerOptions:
+    """
+    Parse a URL, a redis-py-style dict, or options, applying ``options``.
+
+    :raise ConfigurationError: (and its subclasses) on invalid input.
+    """
+    if isinstance(url_or_config, BrokerOptions):
+        return url_or_config.with_options(**options) if options else url_or_config
+    if isinstance(url_or_config, str):
+        return parse_url(url_or_config, **options)
+    return from_config(url_or_config, **options)
+
+
+def connect(
+    url_or_config: str | Mapping[str, Any] | BrokerOptions,
+    reactor: Any = None,
+    **options: Any,
+) -> "Deferred[IBroker]":
+    """
+    Connect to the broker named by a URL or a redis-py-style dict.
+
+    >>> broker = await connect("redis://127.0.0.1:6379/0", name="jobs")
+
+    :param url_or_config: ``redis://[:password@]host:6379/0``,
+        ``rediss://...`` (TLS), ``unix:///path/redis.sock?db=0``,
+        ``disque://h1:7711,h2:7711/queue``, ``sqlite:///path/queue.db``,
+        ``sqs://queue?region=...``, ``ironmq://token@host/project/queue``,
+        ``memory://``; or a dict such as ``{"host": "...", "port": 6379}``.
+    :param reactor: the reactor; the global one by default.
+    :param options: generic options (``name``, ``bulk``, ``wait``,
+        ``retry``, ``timeout``, ``connect_timeout``...) and provider
+        settings.
+    :return: a Deferred firing with an :class:`~txqbroker.interfaces.IBroker`.
+        Invalid URLs and options errback at once with a
+        :class:`~txqbroker.errors.ConfigurationError`.
+    """
+    try:
+        opts = options_for(url_or_config, **options)
+        provider = provider_for(opts.scheme)
+    except ConfigurationError:
+        from twisted.internet.defer import fail
+
+        return fail()
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    return provider.connect(opts, reactor)
+
+
