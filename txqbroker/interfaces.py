@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from txqbroker.capabilities import Capabilities
     from txqbroker.options import BrokerOptions
 
-__all__ = ["IBroker", "IStats", "ICodec", "IBrokerProvider"]
+__all__ = [
+    "IBroker",
+    "IReleasable",
+    "IStats",
+    "ICodec",
+    "IResultStore",
+    "IBrokerProvider",
+]
 
 
 class IBroker(Interface):
@@ -172,6 +179,34 @@ class ICodec(Interface):
         """
         :raise txqbroker.errors.PackageError: when the package cannot be
             unpacked or verified.
+        """
+
+
+class IResultStore(Interface):
+    """
+    Where consumers record each task's outcome, and producers wait for it.
+
+    An outcome is a JSON-compatible mapping: ``id``, ``func``, ``success``
+    (bool), ``result`` (the return value when successful), ``error``
+    (``{"type": ..., "message": ...}`` when not), ``attempt``, ``started``
+    and ``stopped`` (epoch seconds).
+    """
+
+    def save(task_id: str, outcome: Mapping[str, Any], ttl: float) -> "Deferred[None]":
+        """
+        Record ``outcome`` for ``ttl`` seconds and wake anyone waiting for it.
+        """
+
+    def get(task_id: str) -> "Deferred[Mapping[str, Any] | None]":
+        """
+        :return: the recorded outcome, or ``None``.
+        """
+
+    def wait(task_id: str, timeout: float) -> "Deferred[Mapping[str, Any] | None]":
+        """
+        Wait (without polling in a loop) for the outcome of ``task_id``.
+
+        :return: the outcome, or ``None`` when ``timeout`` passed first.
         """
 
 
