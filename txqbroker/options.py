@@ -200,9 +200,9 @@ def parse_url(url: str, **options: Any) -> BrokerOptions:
     scheme = scheme.lower()
     if not scheme.replace("+", "").replace("-", "").isalnum():
         raise InvalidURL(f"bad scheme {scheme!r} in {_mask(url)!r}")
-    # urlsplit cannot take several hosts; split the netloc ourselves.
-    parts = urlsplit("x://" + rest)
+    # urlsplit cannot take several hosts; split the netloc off ourselves.
     netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    parts = urlsplit("x://h" + rest[len(netloc) :])
     username = password = None
     if "@" in netloc:
         userinfo, _, netloc = netloc.rpartition("@")

@@ -1,0 +1,107 @@
+"""Choosing a provider by scheme, and third-party registration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from twisted.internet.defer import succeed
+from zope.interface import implementer
+
+import txqbroker
+from txqbroker.errors import ConfigurationError, InvalidURL, UnknownScheme
+from txqbroker.interfaces import IBroker, IBrokerProvider
+from txqbroker.memory import MemoryBroker
+from txqbroker.registry import provider_for, register, schemes
+
+
+async def test_unknown_scheme_errbacks_with_typed_error() -> None:
+    with pytest.raises(UnknownScheme) as e:
+        await txqbroker.connect("amqp://localhost/")
+    assert "amqp" in str(e.value)
+
+
+async def test_malformed_url_errbacks_at_once() -> None:
+    with pytest.raises(InvalidURL):
+        await txqbroker.connect("not a url")
+
+
+async def test_bad_option_errbacks_at_once() -> None:
+    with pytest.raises(ConfigurationError):
+        await txqbroker.connect("memory://", bulk=-1)
+
+
+async def test_third_party_provider_by_registration() -> None:
+    made: list[Any] = []
+
+    @implementer(IBrokerProvider)
+    class Provider:
+        schemes = ("toyq",)
+
+        def connect(self, options: Any, reactor: Any) -> Any:
+            broker = MemoryBroker(options=options, clock=reactor)
+            made.append(broker)
+            return succeed(broker)
+
+    register(Provider())
+    assert "toyq" in schemes()
+    broker = await txqbroker.connect("toyq://anywhere/", name="q1")
+    assert IBroker.providedBy(broker) and broker.name == "q1"
+    assert made == [broker]
+
+
+def test_register_refuses_non_providers() -> None:
+    with pytest.raises(ConfigurationError):
+        register(object())  # type: ignore[arg-type]
+
+
+def test_builtin_schemes_are_listed() -> None:
+    for scheme in ("redis", "rediss", "unix", "disque", "sqlite", "sqs", "ironmq", "memory"):
+        assert scheme in schemes()
+
+
+def test_memory_provider_provides_the_interface() -> None:
+    assert IBrokerProvider.providedBy(provider_for("memory"))
+
+
+def test_entry_point_providers_are_found(tmp_path: Any) -> None:
+    """A package that declares a ``txqbroker.brokers`` entry point is found
+    without touching txqbroker (checked in a subprocess with a fake
+    distribution on sys.path)."""
+    dist = tmp_path / "toyprovider-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyprovider\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[txqbroker.brokers]\ntoyep = toyprovider:provider\n")
+    (tmp_path / "toyprovider.py").write_text(
+        "from zope.interface import provider as provides\n"
+        "from twisted.internet.defer import succeed\n"
+        "from txqbroker.interfaces import IBrokerProvider\n"
+        "from txqbroker.memory import MemoryBroker\n"
+        "@provides(IBrokerProvider)\n"
+        "class provider:\n"
+        "    schemes = ('toyep',)\n"
+        "    @staticmethod\n"
+        "    def connect(options, reactor):\n"
+        "        return succeed(MemoryBroker(options=options, clock=reactor))\n"
+    )
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from txqbroker.registry import provider_for, schemes\n"
+        "assert 'toyep' in schemes(), schemes()\n"
+        "print(provider_for('toyep').schemes)\n" % str(tmp_path)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "toyep" in out.stdout
+
+
+def test_import_installs_no_reactor() -> None:
+    code = (
+        "import sys, txqbroker, txqbroker.testing\n"
+        "bad = [m for m in ('twisted.internet.reactor', 'txredisapi') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
