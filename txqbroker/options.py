@@ -23,7 +23,8 @@ class BrokerOptions:
     :ivar scheme: the URL scheme, which selects the provider.
     :ivar hosts: ``(host, port)`` pairs; several for cluster providers.
     :ivar path: the URL path with the leading ``/`` removed (a Redis db
-        number, a Disque queue, a file name...).
+        number, a Disque queue, a file name...); for ``unix://`` and
+        ``redis+unix://`` the socket path, absolute as written.
     :ivar username: the user name, if any.
     :ivar password: the password or token, if any.  Never logged:
         ``repr()`` masks it.
@@ -80,6 +81,22 @@ class BrokerOptions:
         A provider-specific setting from :attr:`extra`.
         """
         return self.extra.get(key, default)
+
+    def get_int(self, key: str, default: int, minimum: int) -> int:
+        """
+        A provider-specific integer setting from :attr:`extra` (URL query
+        values arrive as strings).
+
+        :raise ConfigurationError: when it is not an integer ``>= minimum``.
+        """
+        value = self.extra.get(key, default)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{key} must be an integer, not {value!r}") from None
+        if number < minimum:
+            raise ConfigurationError(f"{key} must be >= {minimum}, not {number}")
+        return number
 
     def with_options(self, **options: Any) -> "BrokerOptions":
         """
@@ -217,6 +234,9 @@ def parse_url(url: str, **options: Any) -> BrokerOptions:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         query[key] = value
     path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+    if scheme in _SOCKET_SCHEMES:
+        # unix:///run/redis.sock: the path is the socket's, absolute as written
+        path = unquote(parts.path)
     if "password" in query and password is None:
         password = query.pop("password")
     base = BrokerOptions(
@@ -230,6 +250,9 @@ def parse_url(url: str, **options: Any) -> BrokerOptions:
     merged.update(options)
     return base.with_options(**merged)
 
+
+#: schemes whose URL path is a file system path (kept absolute)
+_SOCKET_SCHEMES = ("unix", "redis+unix")
 
 _CONFIG_ALIASES = {"socket_timeout": "timeout", "socket_connect_timeout": "connect_timeout"}
 

@@ -37,7 +37,7 @@ def test_node_list() -> None:
 
 def test_unix_socket_path() -> None:
     opts = parse_url("unix:///var/run/redis.sock?db=3")
-    assert opts.hosts == () and opts.path == "var/run/redis.sock"
+    assert opts.hosts == () and opts.path == "/var/run/redis.sock"
     assert opts.get("db") == "3"
 
 

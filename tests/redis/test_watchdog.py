@@ -1,0 +1,73 @@
+"""
+The watchdog of the blocking connection, driven by a task.Clock: it aborts
+only a connection that has held a pending pop for a whole period.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from txqbroker.redis.watchdog import PopWatchdog
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.transport = FakeTransport()
+
+
+class FakeFactory:
+    def __init__(self) -> None:
+        self.pool: list[Any] = []
+
+
+def test_a_connection_holding_the_pop_for_a_period_is_aborted() -> None:
+    clock, factory = task.Clock(), FakeFactory()
+    old = FakeConnection()
+    factory.pool.append(old)
+    pop: Deferred[Any] = Deferred()
+    PopWatchdog(factory, 2, clock).watch(pop)
+    clock.advance(1.9)
+    assert not old.transport.aborted
+    clock.advance(0.1)
+    assert old.transport.aborted
+    pop.callback(None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_connection_made_during_the_pop_gets_a_full_period() -> None:
+    clock, factory = task.Clock(), FakeFactory()
+    pop: Deferred[Any] = Deferred()
+    PopWatchdog(factory, 2, clock).watch(pop)
+    clock.advance(1.5)  # Redis was down; now it is back
+    fresh = FakeConnection()
+    factory.pool.append(fresh)
+    clock.advance(0.5)  # first check: the connection is new
+    assert not fresh.transport.aborted
+    clock.advance(2)  # it has held the pop a whole period
+    assert fresh.transport.aborted
+    pop.callback(None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_pop_that_answers_stops_the_watch() -> None:
+    clock, factory = task.Clock(), FakeFactory()
+    connection = FakeConnection()
+    factory.pool.append(connection)
+    pop: Deferred[Any] = Deferred()
+    assert PopWatchdog(factory, 2, clock).watch(pop) is pop
+    clock.advance(1)
+    pop.callback([b"key", b"value"])
+    clock.advance(10)
+    assert not connection.transport.aborted
+    assert clock.getDelayedCalls() == []

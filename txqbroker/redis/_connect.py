@@ -1,0 +1,256 @@
+"""
+Opening the txredisapi connections of a Redis broker: endpoints (TCP, TLS
+with certificate checking, unix socket), the connection check that turns
+txredisapi's failures into typed errors, and the reconnecting pools.
+
+This module imports txredisapi (which installs the default reactor): it is
+only imported by :mod:`txqbroker.redis.provider` when a broker is connected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import txredisapi
+from OpenSSL import SSL
+from service_identity.exceptions import VerificationError
+from twisted.internet import ssl
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txqbroker._deferreds import bounded
+from txqbroker.errors import (
+    AuthenticationError,
+    BrokerError,
+    BrokerTimeout,
+    BrokerUnavailable,
+    ConfigurationError,
+)
+from txqbroker.options import BrokerOptions
+from txqbroker.redis.broker import RedisBroker
+from txqbroker.redis.config import RedisSettings, settings_from
+from txqbroker.redis.errors import TLSError, translate
+from txqbroker.redis.watchdog import PopWatchdog
+
+__all__ = ["open_broker", "open_commands"]
+
+log = Logger()
+
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
+class _Protocol(txredisapi.RedisProtocol):
+    """txredisapi's protocol, noting why a TLS connection failed."""
+
+    factory: "_Factory"
+
+    def connectionLost(self, why: Failure) -> None:
+        if why.check(SSL.Error, VerificationError):
+            self.factory.tls_failure = why
+        super().connectionLost(why)
+
+
+class _Factory(txredisapi.RedisFactory):
+    """
+    A txredisapi factory that remembers the last TLS failure, and retries
+    lost connections sooner than txredisapi's default (0.5 s, growing to at
+    most 5 s, instead of 1 s growing to 10 s).
+    """
+
+    protocol = _Protocol
+    initialDelay = 0.5
+    maxDelay = 5
+    tls_failure: Failure | None = None
+
+
+def trust_root(path: str) -> Any:
+    """
+    The certificate authorities in the PEM file ``path``.
+
+    :raise ConfigurationError: when the file cannot be read or holds no
+        certificate.
+    """
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"cannot read ssl_ca_certs {path!r}: {e}") from None
+    blocks = [_PEM_BEGIN + part for part in text.split(_PEM_BEGIN)[1:]]
+    try:
+        certificates = [ssl.Certificate.loadPEM(block.encode("ascii")) for block in blocks]
+    except Exception as e:
+        raise ConfigurationError(f"ssl_ca_certs {path!r} is not valid PEM: {e}") from None
+    if not certificates:
+        raise ConfigurationError(f"ssl_ca_certs {path!r} holds no certificate")
+    return ssl.trustRootFromCertificates(certificates)
+
+
+def tls_options(settings: RedisSettings) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS that checks the server's certificate against ``ssl_ca_certs`` (or
+    the platform's trust store) and the host name (or address) connected to.
+    """
+    trust = trust_root(settings.ca_certs) if settings.ca_certs else ssl.platformTrust()
+    return ssl.optionsForClientTLS(settings.host, trustRoot=trust)
+
+
+def endpoint_for(settings: RedisSettings, reactor: Any, connect_timeout: float) -> IStreamClientEndpoint:
+    """The client endpoint of the server ``settings`` names."""
+    if settings.unix_socket is not None:
+        return UNIXClientEndpoint(reactor, settings.unix_socket, timeout=connect_timeout)
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        reactor, settings.host, settings.port, timeout=connect_timeout
+    )
+    if settings.tls:
+        endpoint = wrapClientTLS(tls_options(settings), endpoint)
+    return endpoint
+
+
+def _factory(settings: RedisSettings, options: BrokerOptions, poolsize: int, reconnect: bool) -> _Factory:
+    factory = _Factory(
+        settings.where,
+        settings.db or None,  # no SELECT for db 0, the default
+        poolsize,
+        isLazy=reconnect,
+        charset=None,
+        password=settings.password,
+        replyTimeout=options.timeout,
+        convertNumbers=False,
+        username=settings.username,
+    )
+    factory.reconnect = reconnect
+    return factory
+
+
+def _describe_tls(failure: Failure, host: str) -> str:
+    if failure.check(VerificationError):
+        return f"the server's certificate is not valid for {host!r}"
+    if failure.check(SSL.Error) and failure.value is not None and failure.value.args:
+        reasons = [r[-1] for r in failure.value.args[0] if isinstance(r, tuple) and r]
+        if reasons:
+            return "; ".join(str(r) for r in reasons)
+    return failure.getErrorMessage()
+
+
+def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seconds: float) -> BrokerError:
+    """A typed error for a failed connection check."""
+    where = settings.where
+    if factory.tls_failure is not None:
+        return TLSError(
+            f"TLS handshake with Redis at {where} failed: {_describe_tls(factory.tls_failure, settings.host)}"
+        )
+    if failure.check(BrokerTimeout):
+        return BrokerUnavailable(f"Redis at {where} did not answer within {seconds:g} s")
+    message = failure.getErrorMessage()
+    if "NOAUTH" in message:
+        return AuthenticationError(f"Redis at {where} requires a password: none was given")
+    if failure.check(AuthenticationError):
+        return AuthenticationError(f"Redis at {where}: {message}")
+    if failure.check(BrokerUnavailable):
+        hint = "" if settings.tls or settings.unix_socket else " (if it only speaks TLS, use rediss://)"
+        return BrokerUnavailable(f"Redis at {where} closed the connection: {message}{hint}")
+    if isinstance(failure.value, BrokerError):
+        return failure.value
+    _, _, detail = message.partition(": could not ")
+    if detail.startswith("auth: "):
+        reason = detail[len("auth: "):]
+        if reason in ("Lost connection", "Not connected") or reason.startswith("Not received"):
+            return BrokerUnavailable(f"Redis at {where} closed the connection during AUTH")
+        user = settings.username or "default"
+        return AuthenticationError(
+            f"Redis at {where} refused the credentials of user {user!r}: {reason}"
+        )
+    if detail.startswith("set dbid"):
+        return ConfigurationError(f"Redis at {where} refused db {settings.db}: {detail}")
+    return BrokerUnavailable(f"cannot connect to Redis at {where}: {detail or message}")
+
+
+async def check_connection(settings: RedisSettings, options: BrokerOptions, endpoint: IStreamClientEndpoint, reactor: Any) -> None:
+    """
+    Connect once (no reconnecting), authenticate, select the db and
+    ``PING``, within ``options.connect_timeout``.
+
+    :raise BrokerUnavailable: when the server cannot be reached
+        (:class:`~txqbroker.redis.errors.TLSError` when the TLS handshake
+        failed).
+    :raise AuthenticationError: when the server refused the credentials.
+    :raise ConfigurationError: when it refused the db number.
+    """
+    seconds = options.connect_timeout
+    factory = _factory(settings, options, 1, reconnect=False)
+    ready = factory.deferred
+    factory.startConnecting(endpoint)
+    try:
+        handler = await bounded(ready, seconds, reactor, "connect")
+        await bounded(handler.ping().addErrback(translate, "PING"), seconds, reactor, "PING")
+    except Exception:
+        raise _classify(Failure(), factory, settings, seconds) from None
+    finally:
+        await factory.disconnect()
+
+
+def _pool(settings: RedisSettings, options: BrokerOptions, endpoint: IStreamClientEndpoint, poolsize: int) -> _Factory:
+    """Reconnecting connections, connected in the background."""
+    factory = _factory(settings, options, poolsize, reconnect=True)
+
+    def failed(failure: Failure) -> None:
+        # a lazy factory reports a refused AUTH or SELECT here (and stops)
+        log.error(
+            "Redis at {where}: {error}", where=settings.where, error=failure.getErrorMessage()
+        )
+
+    factory.deferred.addErrback(failed)
+    factory.startConnecting(endpoint)
+    return factory
+
+
+async def open_commands(
+    options: BrokerOptions, reactor: Any, poolsize: int | None = None
+) -> tuple[RedisSettings, IStreamClientEndpoint, _Factory]:
+    """
+    What every Redis client of txqbroker starts with: read the settings,
+    check the connection (unless the ``lazy`` option is set), and open the
+    reconnecting pool for non-blocking commands.
+
+    :param poolsize: the pool's connections; the ``pool_size`` option by
+        default.
+    :return: the settings, the server's endpoint (for more connections) and
+        the pool's factory (its ``handler`` runs commands; its
+        ``disconnect()`` closes it).
+    :raise ConfigurationError: for invalid settings.
+    :raise BrokerUnavailable: when the server cannot be reached.
+    :raise AuthenticationError: when it refused the credentials.
+    """
+    settings = settings_from(options)
+    endpoint = endpoint_for(settings, reactor, options.connect_timeout)
+    if not settings.lazy:
+        await check_connection(settings, options, endpoint, reactor)
+    size = settings.pool_size if poolsize is None else poolsize
+    return settings, endpoint, _pool(settings, options, endpoint, size)
+
+
+async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
+    """
+    Connect a :class:`~txqbroker.redis.RedisBroker`: check the connection
+    (unless the ``lazy`` option is set), then open the reconnecting
+    connection pool for commands and the dedicated connection for blocking
+    pops.
+
+    :raise ConfigurationError: for invalid settings.
+    :raise BrokerUnavailable: when the server cannot be reached.
+    :raise AuthenticationError: when it refused the credentials.
+    """
+    settings, endpoint, commands = await open_commands(options, reactor)
+    blocking = _pool(settings, options, endpoint, 1)
+    log.debug("connected to Redis at {where}, queue {name}", where=settings.where, name=options.name)
+    return RedisBroker(
+        commands.handler,
+        blocking.handler,
+        options,
+        reactor,
+        owned=(commands, blocking),
+        where=settings.where,
+        watch=PopWatchdog(blocking, options.wait + options.timeout, reactor).watch,
+    )

@@ -1,0 +1,470 @@
+"""
+:class:`RedisBroker`: Django Q's Redis broker made asynchronous, over
+txredisapi connection handlers.
+
+The queue is the list ``django_q:{name}:q``: ``enqueue`` is ``RPUSH``,
+``dequeue`` is ``BLPOP`` on a connection of its own (then one
+``LPOP key count`` for the rest of a bulk).  Plain Redis has no delivery
+receipts: a package is gone from Redis as soon as it is dequeued.
+
+This module does not import txredisapi (which installs the default
+reactor): it only calls the handlers it is given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable
+
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredLock,
+    fail,
+    succeed,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txqbroker._deferreds import bounded
+from txqbroker.capabilities import Capabilities
+from txqbroker.errors import BrokerUnavailable, ConfigurationError, InvalidPayload, ProtocolError
+from txqbroker.interfaces import IBroker, IStats
+from txqbroker.options import BrokerOptions
+from txqbroker.payloads import check_payload
+from txqbroker.redis.errors import translate
+from txqbroker.redis.keys import queue_key, stat_key, stat_pattern
+
+__all__ = ["RedisBroker"]
+
+#: keys asked for per SCAN round trip in get_stats
+SCAN_COUNT = 200
+
+
+def as_bytes(value: Any) -> bytes:
+    """
+    A reply value as the bytes Redis holds.  A handler made with a
+    ``charset`` decodes valid UTF-8 to ``str``; encoding it again restores
+    the exact bytes.
+
+    :raise ProtocolError: for a reply that is not a string (e.g. a handler
+        made with ``convertNumbers=True`` turned ``b"007"`` into ``7``).
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise ProtocolError(
+        f"expected a string reply, got {type(value).__name__}: was the "
+        "txredisapi handler made with convertNumbers=True?"
+    )
+
+
+class _Pop:
+    """
+    One ``dequeue`` call.  The caller may give up on it (cancel, timeout);
+    the Redis command it started is never cancelled, and whatever it takes
+    after the caller gave up goes back to the front of the queue.
+    """
+
+    def __init__(self) -> None:
+        self.abandoned = False
+        #: a wait that can be cancelled without losing anything (before the
+        #: pop is sent)
+        self.interruptible: Deferred[Any] | None = None
+
+    def abandon(self, _: object = None) -> None:
+        self.abandoned = True
+        if self.interruptible is not None:
+            self.interruptible.cancel()
+
+
+@implementer(IBroker, IStats)
+class RedisBroker:
+    """
+    A queue in Redis, shared with Django Q (same keys, same commands).
+
+    Usually made by :func:`txqbroker.connect` with a ``redis://``,
+    ``rediss://`` or ``unix://`` URL, or by adapting a
+    :class:`~txqbroker.redis.RedisConnection`.
+
+    :param commands: a txredisapi handler for every non-blocking command.
+    :param blocking: a txredisapi handler for the blocking pops; when it
+        is a pool shared with other commands, each ``BLPOP`` takes one of
+        its connections for up to ``options.wait`` seconds.
+    :param options: the broker options (``name``, ``bulk``, ``wait``,
+        ``timeout``, ``connect_timeout``, ``max_payload``).
+    :param clock: the clock for timeouts.
+    :param owned: what :meth:`disconnect` closes: objects with a
+        ``disconnect()`` method returning a Deferred (the txredisapi
+        factories the provider opened).  A broker adapted from an
+        application's connection owns nothing.
+    :param where: the server, for messages.
+    :param watch: called with each pending ``BLPOP`` Deferred (and
+        returning it), e.g. :meth:`txqbroker.redis.watchdog.PopWatchdog.watch`.
+    """
+
+    capabilities = Capabilities(
+        receipts=False,
+        bulk=True,
+        delay=False,
+        release=False,
+        stats=True,
+        atomic=True,
+        fifo=True,
+        max_payload=512 * 1024 * 1024,
+    )
+
+    log = Logger()
+
+    def __init__(
+        self,
+        commands: Any,
+        blocking: Any,
+        options: BrokerOptions,
+        clock: IReactorTime,
+        owned: tuple[Any, ...] = (),
+        where: str = "redis",
+        watch: "Callable[[Deferred[Any]], Deferred[Any]] | None" = None,
+    ) -> None:
+        self.options = options
+        self.name = options.name
+        self.key = queue_key(options.name)
+        self.where = where
+        self._commands = commands
+        self._blocking = blocking
+        self._clock = clock
+        self._owned = owned
+        self._watch = watch if watch is not None else _unwatched
+        self._closed = False
+        self._pop_lock = DeferredLock()
+        self._busy = 0
+        self._idle_waiters: list[Deferred[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker {self.name!r} on {self.where}>"
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> "Deferred[Any]":
+        """
+        Run a non-blocking command on the command handler, bounded by
+        ``options.timeout``, with txredisapi's errors translated.
+        """
+        if self._closed:
+            return fail(BrokerUnavailable(f"{what}: the broker was disconnected"))
+        try:
+            d: Deferred[Any] = getattr(self._commands, method)(*args, **kwargs)
+        except Exception:
+            return fail(translate(Failure(), what))
+        d.addErrback(translate, what)
+        return bounded(d, self.options.timeout, self._clock, what)
+
+    def _track(self, d: "Deferred[Any]") -> None:
+        """Count ``d`` as work :meth:`disconnect` waits for."""
+        self._busy += 1
+
+        def finished(result: object) -> object:
+            self._busy -= 1
+            if not self._busy:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    waiter.callback(None)
+            return result
+
+        d.addBoth(finished)
+
+    def _idle(self) -> "Deferred[None]":
+        if not self._busy:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    # -- producing -----------------------------------------------------------
+
+    def enqueue(self, task: bytes) -> "Deferred[str]":
+        """
+        ``RPUSH`` the package onto ``django_q:{name}:q``.
+
+        :return: a Deferred firing with a tracking id (a random uuid, hex)
+            for the caller's logs.  Redis stores only the package: the id
+            cannot be used to find it.
+        """
+        try:
+            check_payload(task, self.options.max_payload)
+        except Exception:
+            return fail()
+        task_id = uuid.uuid4().hex
+        d = self._call("enqueue", "rpush", self.key, task)
+        return d.addCallback(lambda _: task_id)
+
+    # -- consuming -----------------------------------------------------------
+
+    def dequeue(self) -> "Deferred[list[tuple[str | None, bytes]]]":
+        """
+        ``BLPOP`` the queue for up to ``options.wait`` seconds (``LPOP``
+        when ``wait`` is 0), then, when ``bulk`` > 1, take up to
+        ``bulk - 1`` more packages with one ``LPOP key count``.
+
+        Pops of one broker run one at a time on its blocking connection.
+        The returned Deferred is bounded by ``wait + timeout``.  Cancelling
+        it (or its timing out) never cancels the Redis command: whatever
+        that command takes afterwards is pushed back to the front of the
+        queue.
+
+        :return: a Deferred firing with ``[(None, payload), ...]``, empty
+            when nothing came.
+        """
+        if self._closed:
+            return fail(BrokerUnavailable("dequeue: the broker was disconnected"))
+        attempt = _Pop()
+        result: Deferred[list[tuple[str | None, bytes]]] = Deferred(attempt.abandon)
+        work = Deferred.fromCoroutine(self._pop(attempt))
+
+        def taken(payloads: list[bytes]) -> "Deferred[None] | None":
+            if attempt.abandoned:
+                return self._hand_back(payloads) if payloads else None
+            result.callback([(None, payload) for payload in payloads])
+            return None
+
+        def failed(failure: Failure) -> None:
+            if attempt.abandoned:
+                if not failure.check(CancelledError):
+                    self.log.info(
+                        "abandoned dequeue on {queue} failed: {error}",
+                        queue=self.key,
+                        error=failure.getErrorMessage(),
+                    )
+                return
+            result.errback(translate(failure, "dequeue"))
+
+        work.addCallbacks(taken, failed)
+        self._track(work)
+        return bounded(result, self.options.wait + self.options.timeout, self._clock, "dequeue")
+
+    async def _pop(self, attempt: _Pop) -> list[bytes]:
+        attempt.interruptible = self._pop_lock.acquire()
+        await attempt.interruptible
+        attempt.interruptible = None
+        try:
+            if attempt.abandoned:
+                return []
+            wait = self.options.wait
+            bulk = self.options.bulk
+            if wait <= 0:
+                if bulk == 1:
+                    reply = await self._blocking.lpop(self.key)
+                    return [] if reply is None else [as_bytes(reply)]
+                replies = await self._blocking.execute_command("LPOP", self.key, bulk)
+                return [as_bytes(r) for r in replies or ()]
+            timeout: float | int = int(wait) if float(wait).is_integer() else wait
+            reply = await self._watch(self._blocking.blpop([self.key], timeout))
+            if not reply:
+                return []
+            payloads = [as_bytes(reply[1])]
+            if bulk > 1:
+                payloads += await self._take_more(bulk - 1)
+            return payloads
+        finally:
+            self._pop_lock.release()
+
+    async def _take_more(self, count: int) -> list[bytes]:
+        """
+        The rest of a bulk: one ``LPOP key count`` (Redis 6.2+).  A failure
+        here does not lose the first package, which is returned alone.
+        """
+        try:
+            more = await self._blocking.execute_command("LPOP", self.key, count)
+        except Exception as e:
+            self.log.warn(
+                "LPOP {queue} {count} failed, returning one package: {error}",
+                queue=self.key,
+                count=count,
+                error=str(e),
+            )
+            return []
+        return [as_bytes(m) for m in more or ()]
+
+    def _hand_back(self, payloads: list[bytes]) -> "Deferred[None]":
+        """
+        Push packages taken for a caller who gave up back to the front of
+        the queue, in their order.  Not cancelled, not bounded: during an
+        outage it completes when Redis is back.
+        """
+        self.log.info(
+            "dequeue on {queue} was abandoned: handing {count} package(s) back",
+            queue=self.key,
+            count=len(payloads),
+        )
+        d: Deferred[Any] = self._commands.execute_command("LPUSH", self.key, *reversed(payloads))
+
+        def lost(failure: Failure) -> None:
+            self.log.failure(
+                "could not hand {count} package(s) back to {queue}: they are lost",
+                failure,
+                count=len(payloads),
+                queue=self.key,
+            )
+
+        return d.addCallbacks(lambda _: None, lost)
+
+    # -- receipts (plain Redis has none) -------------------------------------
+
+    def acknowledge(self, task_id: str | None) -> "Deferred[None]":
+        """
+        A no-op: plain Redis has no receipts; a dequeued package is already
+        gone from Redis.
+        """
+        return succeed(None)
+
+    def fail(self, task_id: str | None) -> "Deferred[None]":
+        """
+        A no-op: the package is already gone from Redis (as in Django Q).
+        """
+        return succeed(None)
+
+    def delete(self, task_id: str | None) -> "Deferred[None]":
+        """
+        A no-op: a dequeued package is already gone from Redis, and a
+        waiting one cannot be found by id.
+        """
+        return succeed(None)
+
+    # -- the queue -------------------------------------------------------------
+
+    def purge_queue(self) -> "Deferred[None]":
+        """Empty the queue (``LTRIM key 1 0``, as Django Q)."""
+        return self._call("purge_queue", "ltrim", self.key, 1, 0).addCallback(lambda _: None)
+
+    def delete_queue(self) -> "Deferred[None]":
+        """Delete the list (``DEL key``)."""
+        return self._call("delete_queue", "delete", self.key).addCallback(lambda _: None)
+
+    def queue_size(self) -> "Deferred[int]":
+        """``LLEN key``."""
+        return self._call("queue_size", "llen", self.key).addCallback(int)
+
+    def ping(self) -> "Deferred[bool]":
+        """
+        ``PING``, bounded by ``options.connect_timeout``.
+
+        :return: a Deferred firing with ``True`` when Redis answered,
+            ``False`` otherwise (never an error).
+        """
+        if self._closed:
+            return succeed(False)
+        try:
+            d: Deferred[Any] = self._commands.ping()
+        except Exception:
+            return succeed(False)
+        bounded(d, self.options.connect_timeout, self._clock, "ping")
+
+        def down(failure: Failure) -> bool:
+            self.log.info(
+                "cannot reach Redis at {where}: {error}",
+                where=self.where,
+                error=failure.getErrorMessage(),
+            )
+            return False
+
+        return d.addCallbacks(lambda reply: as_bytes(reply) == b"PONG", down)
+
+    def info(self) -> "Deferred[str]":
+        """
+        ``INFO server``.
+
+        :return: a Deferred firing with e.g. ``"Redis 7.0.15"``.
+        """
+
+        def describe(info: Any) -> str:
+            version = info.get("redis_version") if isinstance(info, dict) else None
+            if not version:
+                raise ProtocolError("INFO server named no redis_version")
+            return f"Redis {as_bytes(version).decode('ascii', 'replace')}"
+
+        return self._call("info", "info", "server").addCallback(describe)
+
+    def disconnect(self) -> "Deferred[None]":
+        """
+        Wait (at most ``wait + timeout`` seconds) for pops in flight, so
+        that a package they take is not lost, then close the connections
+        this broker opened.  A broker adapted from an application's
+        connection leaves that connection open.
+        """
+        return Deferred.fromCoroutine(self._disconnect())
+
+    close = disconnect
+
+    async def _disconnect(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await bounded(
+                self._idle(), self.options.wait + self.options.timeout, self._clock, "disconnect"
+            )
+        except Exception:
+            self.log.warn("disconnect: pops still in flight on {queue}; closing", queue=self.key)
+        for thing in self._owned:
+            try:
+                await bounded(thing.disconnect(), self.options.timeout, self._clock, "disconnect")
+            except Exception as e:
+                self.log.warn("disconnect from {where}: {error}", where=self.where, error=str(e))
+
+    # -- stats (IStats) --------------------------------------------------------
+
+    def stat_key(self, cluster_id: str) -> str:
+        """
+        The stat key of the consumer ``cluster_id`` on this queue:
+        ``django_q:{name}:cluster:{cluster_id}``.
+        """
+        return stat_key(self.name, cluster_id)
+
+    def set_stat(self, key: str, value: bytes, timeout: float = 3) -> "Deferred[None]":
+        """
+        ``SET key value PX ms``: store ``value`` for ``timeout`` seconds
+        (Django Q's consumers use 3 and refresh it twice a second).
+        """
+        if not isinstance(value, bytes):
+            return fail(InvalidPayload(f"a stat value must be bytes, not {type(value).__name__}"))
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+            return fail(ConfigurationError(f"a stat timeout must be > 0 seconds, not {timeout!r}"))
+        ms = max(1, round(timeout * 1000))
+        return self._call("set_stat", "set", key, value, pexpire=ms).addCallback(lambda _: None)
+
+    def get_stat(self, key: str) -> "Deferred[bytes | None]":
+        """``GET key``: the stat, or ``None`` when missing or expired."""
+        return self._call("get_stat", "get", key).addCallback(_optional_bytes)
+
+    def get_stats(self, pattern: str) -> "Deferred[list[bytes]]":
+        """
+        Every stat whose key matches the glob ``pattern`` (e.g.
+        :func:`~txqbroker.redis.keys.stat_pattern`), found with ``SCAN``
+        (never ``KEYS``, which blocks the server) and read with ``MGET``.
+        """
+        return Deferred.fromCoroutine(self._get_stats(pattern))
+
+    async def _get_stats(self, pattern: str) -> list[bytes]:
+        keys: dict[bytes, None] = {}
+        cursor: Any = 0
+        while True:
+            cursor, batch = await self._call("get_stats", "scan", cursor, pattern, SCAN_COUNT)
+            keys.update((as_bytes(k), None) for k in batch)
+            if int(cursor) == 0:
+                break
+        if not keys:
+            return []
+        values = await self._call("get_stats", "mget", list(keys))
+        return [as_bytes(v) for v in values if v is not None]
+
+
+def _unwatched(pop: "Deferred[Any]") -> "Deferred[Any]":
+    return pop
+
+
+def _optional_bytes(value: Any) -> bytes | None:
+    return None if value is None else as_bytes(value)
+
