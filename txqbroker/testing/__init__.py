@@ -6,5 +6,7 @@ Helpers for users' own tests, in the spirit of ``treq.testing``:
 """
 
 from txqbroker.memory import MemoryBroker, MemoryStore
+from txqbroker.testing.disque import DisqueServer, StandInCluster  # noqa: F401  (no reactor import)
+from txqbroker.testing.ironmq import IronMQServer  # noqa: F401  (no reactor import)
 
 __all__ = ["MemoryBroker", "MemoryStore"]
