@@ -1,0 +1,125 @@
+"""
+Where the IronMQ provider finds its token, project, host and queue; bad
+URLs and options fail with ConfigurationError before any request.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import txqbroker
+from txqbroker.errors import ConfigurationError, InvalidURL
+from txqbroker.ironmq.config import DEFAULT_HOST, resolve_settings
+from txqbroker.options import parse_url
+
+
+def resolve(url: str, tmp_path: Path, environ: dict[str, str] | None = None, **options: Any) -> Any:
+    home = tmp_path / "home"
+    cwd = tmp_path / "cwd"
+    home.mkdir(exist_ok=True)
+    cwd.mkdir(exist_ok=True)
+    return resolve_settings(parse_url(url, **options), environ=environ or {}, home=str(home), cwd=str(cwd))
+
+
+def test_everything_from_the_url(tmp_path: Path) -> None:
+    settings, options = resolve("ironmq://tok@mq-aws-eu-west-1-1.iron.io/proj/jobs", tmp_path)
+    assert (settings.token, settings.project_id, settings.queue) == ("tok", "proj", "jobs")
+    assert settings.base_url == "https://mq-aws-eu-west-1-1.iron.io:443/3/projects/proj"
+    assert settings.queue_path == "queues/jobs"
+    assert options.name == "jobs"
+    assert "tok" not in repr(settings)
+
+
+def test_queue_from_the_name_option_and_defaults(tmp_path: Path) -> None:
+    settings, options = resolve("ironmq://tok@/proj", tmp_path, name="work")
+    assert settings.queue == "work" and settings.host == DEFAULT_HOST and settings.port == 443
+    settings, _ = resolve("ironmq://tok@127.0.0.1:8080/proj/q?protocol=http", tmp_path)
+    assert settings.base_url == "http://127.0.0.1:8080/3/projects/proj"
+    settings, _ = resolve("ironmq://tok@localhost/proj/q", tmp_path, protocol="http")
+    assert settings.port == 80
+
+
+def test_odd_names_are_escaped(tmp_path: Path) -> None:
+    settings, _ = resolve("ironmq://tok@h/proj/a%20b%3Fc", tmp_path)
+    assert settings.queue == "a b?c" and settings.queue_path == "queues/a%20b%3Fc"
+
+
+def test_environment(tmp_path: Path) -> None:
+    env = {"IRON_TOKEN": "t1", "IRON_PROJECT_ID": "p1", "IRON_MQ_HOST": "mq.example", "IRON_PORT": "8443"}
+    settings, _ = resolve("ironmq:///", tmp_path, env, name="q")
+    assert (settings.token, settings.project_id, settings.host, settings.port) == ("t1", "p1", "mq.example", 8443)
+    # the URL wins over the environment
+    settings, _ = resolve("ironmq://t2@/p2/q", tmp_path, env)
+    assert (settings.token, settings.project_id, settings.host) == ("t2", "p2", "mq.example")
+
+
+def test_iron_json_files(tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "home" / ".iron.json").write_text(json.dumps({"token": "home", "project_id": "hp"}))
+    settings, _ = resolve("ironmq:///", tmp_path, {"IRON_TOKEN": "env"}, name="q")
+    assert (settings.token, settings.project_id) == ("env", "hp")
+    (tmp_path / "cwd" / "iron.json").write_text(
+        json.dumps({"token": "cwd", "iron_mq": {"project_id": "mq-only", "host": "h.example"}})
+    )
+    settings, _ = resolve("ironmq:///", tmp_path, {"IRON_TOKEN": "env"}, name="q")
+    assert (settings.token, settings.project_id, settings.host) == ("cwd", "mq-only", "h.example")
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"token": "named"}))
+    settings, _ = resolve("ironmq:///", tmp_path, config_file=str(named), name="q")
+    assert settings.token == "named"
+
+
+@pytest.mark.parametrize(
+    "url, options, complaint",
+    [
+        ("ironmq://h/proj/q", {}, "token"),
+        ("ironmq://tok@h", {"name": "q"}, "project_id"),
+        ("ironmq://tok@h/p/q/extra", {}, "path"),
+        ("ironmq://tok@h1,h2/p/q", {}, "one host"),
+        ("ironmq://tok@h/p/q", {"name": "other"}, "named twice"),
+        ("ironmq://tok@h/p/q", {"protocol": "ftp"}, "protocol"),
+        ("ironmq://tok@h/p/q", {"port": "abc"}, "port"),
+        ("ironmq://tok@h/p/q", {"config_file": "/nonexistent/iron.json"}, "does not exist"),
+    ],
+)
+def test_bad_settings(tmp_path: Path, url: str, options: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        resolve(url, tmp_path, **options)
+
+
+def test_unreadable_iron_json_names_the_file_not_its_contents(tmp_path: Path) -> None:
+    bad = tmp_path / "iron.json"
+    bad.write_text('{"token": "s3cret", oops}')
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("ironmq://tok@h/p/q", tmp_path, config_file=str(bad))
+    assert str(bad) in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url, options",
+    [
+        ("ironmq://tok@h/p/q/x", {}),
+        ("ironmq://tok@h:99999/p/q", {}),
+        ("ironmq://tok@h/p/q", {"retry": 86401}),
+        ("ironmq://tok@h/p/q", {"retries": "many"}),
+        ("ironmq://tok@h/p/q", {"max_message_size": "0"}),
+    ],
+)
+async def test_connect_errbacks_with_configuration_error(url: str, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        await txqbroker.connect(url, **options)
+
+
+async def test_connect_without_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("IRON_TOKEN", "IRON_MQ_TOKEN", "IRON_PROJECT_ID", "IRON_MQ_PROJECT_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="IRON_TOKEN"):
+        await txqbroker.connect("ironmq://127.0.0.1/proj/q")
+    assert issubclass(InvalidURL, ConfigurationError)
