@@ -28,13 +28,13 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
-from zope.interface import provider as _provides
 
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import ConfigurationError, UnknownReceipt
-from txqbroker.interfaces import IBroker, IBrokerProvider, IReleasable, IStats
+from txqbroker.interfaces import IBroker, IReleasable, IStats
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload
+from txqbroker.registry import BrokerProvider
 
 __all__ = ["MemoryBroker", "MemoryStore", "provider"]
 
@@ -344,16 +344,16 @@ class MemoryBroker:
         )
 
 
-@_provides(IBrokerProvider)
-class _MemoryProvider:
-    schemes = ("memory",)
+async def open_memory_broker(options: BrokerOptions, reactor: Any) -> MemoryBroker:
+    """
+    Make a :class:`MemoryBroker` for a ``memory://`` or
+    ``memory:///store-name`` URL; brokers with the same store name share
+    queues.
+    """
+    if options.hosts:
+        raise ConfigurationError("memory:// URLs take no host; use memory:///store-name")
+    store = _stores.setdefault(options.path, MemoryStore())
+    return MemoryBroker(options=options, clock=reactor, store=store)
 
-    @staticmethod
-    def connect(options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
-        if options.hosts:
-            return fail(ConfigurationError("memory:// URLs take no host; use memory:///store-name"))
-        store = _stores.setdefault(options.path, MemoryStore())
-        return succeed(MemoryBroker(options=options, clock=reactor, store=store))
 
-
-provider: IBrokerProvider = _MemoryProvider  # type: ignore[assignment]
+provider = BrokerProvider(("memory",), open_memory_broker)

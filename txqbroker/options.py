@@ -82,6 +82,15 @@ class BrokerOptions:
         """
         return self.extra.get(key, default)
 
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        """
+        A provider-specific yes/no setting from :attr:`extra` (URL query
+        values arrive as strings: ``1/true/yes/on`` or ``0/false/no/off``).
+
+        :raise ConfigurationError: when it is neither.
+        """
+        return parse_bool(key, self.extra.get(key, default))
+
     def get_int(self, key: str, default: int, minimum: int) -> int:
         """
         A provider-specific integer setting from :attr:`extra` (URL query
@@ -126,6 +135,23 @@ class BrokerOptions:
         if self.hosts and self.hosts[0][1] is not None:
             return int(self.hosts[0][1])
         return default
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    """
+    :param key: the setting's name, for the error message.
+    :param value: a bool, or a string such as ``"true"`` or ``"0"``.
+    :raise ConfigurationError: when ``value`` is not a yes/no value.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(f"{key} must be true or false, not {value!r}")
 
 
 _NUMERIC = {

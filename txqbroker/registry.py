@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
+from zope.interface import implementer
 
 from txqbroker.errors import ConfigurationError, UnknownScheme
 from txqbroker.interfaces import IBroker, IBrokerProvider
 from txqbroker.options import BrokerOptions, from_config, parse_url
 
-__all__ = ["connect", "register", "provider_for", "schemes", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "connect",
+    "register",
+    "provider_for",
+    "schemes",
+    "BrokerProvider",
+    "ENTRY_POINT_GROUP",
+]
 
 ENTRY_POINT_GROUP = "txqbroker.brokers"
 
@@ -38,6 +46,38 @@ _BUILTIN: dict[str, str] = {
 }
 
 _registered: dict[str, IBrokerProvider] = {}
+
+
+@implementer(IBrokerProvider)
+class BrokerProvider:
+    """
+    A provider made of the URL schemes it serves and an ``async`` function
+    that opens a broker; what every built-in provider is.
+
+    :param schemes: the URL schemes.
+    :param open_broker: ``async open_broker(options, reactor) -> IBroker``;
+        anything it raises (typically a
+        :class:`~txqbroker.errors.BrokerError`) becomes the errback of
+        :meth:`connect`.
+    """
+
+    def __init__(
+        self,
+        schemes: Sequence[str],
+        open_broker: Callable[[BrokerOptions, Any], Awaitable[Any]],
+    ) -> None:
+        self.schemes = tuple(schemes)
+        self._open = open_broker
+
+    def connect(self, options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
+        async def opened() -> IBroker:
+            broker: IBroker = await self._open(options, reactor)
+            return broker
+
+        return Deferred.fromCoroutine(opened())
+
+    def __repr__(self) -> str:
+        return f"<BrokerProvider {'/'.join(self.schemes)}>"
 
 
 def register(provider: IBrokerProvider) -> None:

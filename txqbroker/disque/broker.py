@@ -49,18 +49,6 @@ def _number(options: BrokerOptions, key: str, default: Any, kind: type = int, mi
     return number
 
 
-def _flag(options: BrokerOptions, key: str, default: bool = False) -> bool:
-    value = options.get(key, default)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigurationError(f"Disque option {key} must be true or false, not {value!r}")
-    return bool(value)
-
-
 def check_job_id(task_id: object) -> str:
     """
     :raise UnknownReceipt: when ``task_id`` cannot be a Disque job id
@@ -103,8 +91,8 @@ class DisqueSettings:
         self.addjob_timeout: int = _number(
             options, "addjob_timeout", int(options.timeout * 500)
         )
-        self.async_ = _flag(options, "async")
-        self.fastack = _flag(options, "fastack")
+        self.async_ = options.get_bool("async")
+        self.fastack = options.get_bool("fastack")
         self.dead_letter: str | None = options.get("dead_letter") or None
         if self.retry == 0:
             if self.replicate not in (None, 1):

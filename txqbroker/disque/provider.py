@@ -17,14 +17,14 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from zope.interface import provider as _provides
 
 from txqbroker._deferreds import bounded
-from txqbroker.disque.broker import DEFAULT_PORT, DisqueBroker, _flag, _number
+from txqbroker.disque.broker import DEFAULT_PORT, DisqueBroker, _number
 from txqbroker.disque.cluster import DisqueConnection
 from txqbroker.errors import ConfigurationError
 from txqbroker.interfaces import IBroker, IBrokerProvider, IStats
 from txqbroker.options import BrokerOptions
+from txqbroker.registry import BrokerProvider
 
 __all__ = ["provider", "connect_broker"]
 
@@ -63,13 +63,13 @@ async def connect_broker(options: BrokerOptions, reactor: Any) -> DisqueBroker:
         timeout=options.timeout,
         connect_timeout=options.connect_timeout,
         margin=_number(options, "margin", 2.0, float),
-        shuffle=_flag(options, "shuffle", True),
-        follow_producer=_flag(options, "follow_producer"),
+        shuffle=options.get_bool("shuffle", True),
+        follow_producer=options.get_bool("follow_producer"),
     )
     stats, own = await _stats_store(options, reactor)
     try:
         broker = DisqueBroker(connection, options, reactor, stats=stats, own_stats=own)
-        if not _flag(options, "lazy"):
+        if not options.get_bool("lazy"):
             await bounded(
                 connection.hello(),
                 options.connect_timeout * len(nodes) + options.timeout,
@@ -84,13 +84,4 @@ async def connect_broker(options: BrokerOptions, reactor: Any) -> DisqueBroker:
     return broker
 
 
-@_provides(IBrokerProvider)
-class _DisqueProvider:
-    schemes = ("disque",)
-
-    @staticmethod
-    def connect(options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
-        return Deferred.fromCoroutine(connect_broker(options, reactor))
-
-
-provider: IBrokerProvider = _DisqueProvider  # type: ignore[assignment]
+provider = BrokerProvider(("disque",), connect_broker)

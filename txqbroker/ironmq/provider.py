@@ -11,36 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
-from zope.interface import provider as _provides
-
-from txqbroker.errors import ConfigurationError
-from txqbroker.interfaces import IBroker, IBrokerProvider
+from txqbroker.interfaces import IBroker
 from txqbroker.options import BrokerOptions
+from txqbroker.registry import BrokerProvider
 
 __all__ = ["provider"]
 
 
-@_provides(IBrokerProvider)
-class _IronMQProvider:
-    schemes = ("ironmq",)
+async def _open(options: BrokerOptions, reactor: Any) -> IBroker:
+    """
+    Make an :class:`~txqbroker.ironmq.broker.IronMQBroker`; no request is
+    sent until the first operation.  Invalid settings raise
+    :class:`~txqbroker.errors.ConfigurationError`.
+    """
+    from txqbroker.ironmq.broker import IronMQBroker
+    from txqbroker.ironmq.config import resolve_settings
 
-    @staticmethod
-    def connect(options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
-        """
-        Make an :class:`~txqbroker.ironmq.broker.IronMQBroker`; no request
-        is sent until the first operation.  Invalid settings errback with
-        :class:`~txqbroker.errors.ConfigurationError`.
-        """
-        from txqbroker.ironmq.broker import IronMQBroker
-        from txqbroker.ironmq.config import resolve_settings
-
-        try:
-            settings, options = resolve_settings(options)
-            broker = IronMQBroker(settings, options, reactor)
-        except ConfigurationError:
-            return fail()
-        return succeed(broker)
+    settings, options = resolve_settings(options)
+    return IronMQBroker(settings, options, reactor)
 
 
-provider: IBrokerProvider = _IronMQProvider  # type: ignore[assignment]
+provider = BrokerProvider(("ironmq",), _open)

@@ -42,8 +42,6 @@ IGNORED = frozenset(
     }
 )
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -83,14 +81,6 @@ class RedisSettings:
         if self.unix_socket is not None:
             return f"unix:{self.unix_socket}"
         return f"{self.host}:{self.port}"
-
-
-def _flag(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ConfigurationError(f"{key} must be true or false, not {value!r}")
 
 
 def _integer(key: str, value: Any, minimum: int) -> int:
@@ -136,7 +126,7 @@ def settings_from(options: BrokerOptions) -> RedisSettings:
     unix = scheme in UNIX_SCHEMES
     if not unix and scheme not in TCP_SCHEMES:
         raise ConfigurationError(f"the Redis provider does not serve {scheme!r} URLs")
-    tls = scheme == "rediss" or _flag("ssl", options.get("ssl", False))
+    tls = scheme == "rediss" or options.get_bool("ssl")
     if options.get("ssl_cert_reqs") not in (None, "required"):
         raise ConfigurationError(
             "txqbroker always verifies the server's certificate; "
@@ -155,7 +145,7 @@ def settings_from(options: BrokerOptions) -> RedisSettings:
         db=_db(options, unix),
         username=options.username,
         password=options.password,
-        lazy=_flag("lazy", options.get("lazy", False)),
+        lazy=options.get_bool("lazy"),
         pool_size=_integer("pool_size", pool, 1),
     )
     if unix:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
-from zope.interface import provider as _provides
-
 from txqbroker.errors import ConfigurationError
-from txqbroker.interfaces import IBroker, IBrokerProvider
+from txqbroker.interfaces import IBroker
 from txqbroker.options import BrokerOptions
+from txqbroker.registry import BrokerProvider
 from txqbroker.sqlite.broker import SQLiteBroker
 
 __all__ = ["database_path", "provider"]
@@ -48,26 +46,17 @@ def database_path(options: BrokerOptions) -> str:
     return path
 
 
-@_provides(IBrokerProvider)
-class SQLiteProvider:
-    """Makes :class:`~txqbroker.sqlite.broker.SQLiteBroker` for ``sqlite://`` URLs."""
+async def _open(options: BrokerOptions, reactor: Any) -> IBroker:
+    """
+    Open the broker named by ``options``.
 
-    schemes = ("sqlite",)
-
-    @staticmethod
-    def connect(options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
-        """
-        Open the broker named by ``options``.
-
-        :return: a Deferred firing with the broker, or failing with
-            :class:`~txqbroker.errors.ConfigurationError` (a bad URL, option
-            or path) or :class:`~txqbroker.errors.BrokerUnavailable`.
-        """
-        try:
-            broker = SQLiteBroker(database_path(options), options, reactor=reactor)
-        except ConfigurationError:
-            return fail()
-        return broker.open()  # type: ignore[return-value]
+    :raise ConfigurationError: for a bad URL, option or path.
+    :raise BrokerUnavailable: when the file cannot be created or opened.
+    """
+    broker = SQLiteBroker(database_path(options), options, reactor=reactor)
+    opened: IBroker = await broker.open()
+    return opened
 
 
-provider: IBrokerProvider = SQLiteProvider  # type: ignore[assignment]
+#: makes :class:`~txqbroker.sqlite.broker.SQLiteBroker` for ``sqlite://`` URLs
+provider = BrokerProvider(("sqlite",), _open)

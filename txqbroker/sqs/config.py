@@ -51,20 +51,6 @@ __all__ = ["SQSSettings", "settings_from", "API_VERSION"]
 API_VERSION = "2012-11-05"
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _flag(options: BrokerOptions, key: str, default: bool) -> bool:
-    value = options.get(key, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"{key} must be true or false, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -153,9 +139,9 @@ def settings_from(options: BrokerOptions, environ: Mapping[str, str] | None = No
         signer=signer,
         encoding=encoding,
         fifo_group=fifo_group,
-        content_based_deduplication=_flag(options, "content_based_deduplication", False),
-        create_queue=_flag(options, "create_queue", True),
-        lazy=_flag(options, "lazy", False),
+        content_based_deduplication=options.get_bool("content_based_deduplication", False),
+        create_queue=options.get_bool("create_queue", True),
+        lazy=options.get_bool("lazy", False),
         retries=options.get_int("retries", 3, 0),
         max_connections=options.get_int("max_connections", 10, 1),
     )

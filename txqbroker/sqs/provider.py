@@ -11,12 +11,12 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from zope.interface import provider as _provides
 
 from txqbroker.errors import ConfigurationError
 from txqbroker.http import Backoff, HTTPService
 from txqbroker.interfaces import IBroker, IBrokerProvider
 from txqbroker.options import BrokerOptions
+from txqbroker.registry import BrokerProvider
 from txqbroker.sqs.broker import SQSBroker
 from txqbroker.sqs.config import SQSSettings, default_endpoint, settings_from
 from txqbroker.sqs.credentials import (
@@ -112,13 +112,4 @@ async def connect_sqs(options: BrokerOptions, reactor: Any) -> SQSBroker:
     return broker
 
 
-@_provides(IBrokerProvider)
-class _SQSProvider:
-    schemes = ("sqs",)
-
-    @staticmethod
-    def connect(options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
-        return Deferred.fromCoroutine(connect_sqs(options, reactor))
-
-
-provider: IBrokerProvider = _SQSProvider  # type: ignore[assignment]
+provider = BrokerProvider(("sqs",), connect_sqs)
