@@ -58,6 +58,9 @@ class IBroker(Interface):
         :param task: the package; must be :class:`bytes` (a ``str`` or other
             type errbacks with :class:`txqbroker.errors.InvalidPayload`).
         :return: a Deferred firing with the tracking id.
+
+        Providers whose ``capabilities.delay`` is true also accept a keyword
+        ``delay`` (seconds before the package becomes deliverable).
         """
 
     def dequeue() -> "Deferred[list[tuple[str | None, bytes]]]":
@@ -207,6 +210,11 @@ class IResultStore(Interface):
         Wait (without polling in a loop) for the outcome of ``task_id``.
 
         :return: the outcome, or ``None`` when ``timeout`` passed first.
+        """
+
+    def close() -> "Deferred[None]":
+        """
+        Stop waiting and close every connection the store owns.
         """
 
 

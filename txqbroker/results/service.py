@@ -79,10 +79,15 @@ class ResultStoreService(Service):
 
     def stopService(self) -> "Deferred[None]":
         super().stopService()
+        return self.close()
+
+    def close(self) -> "Deferred[None]":
+        """Close the connected store, if any."""
         store, self._store = self._store, None
         self._connecting = None
         if store is not None:
-            return Deferred.fromCoroutine(_close(store))
+            closed: "Deferred[None]" = store.close()
+            return closed
         return succeed(None)
 
     def save(self, task_id: str, outcome: Mapping[str, Any], ttl: float) -> "Deferred[None]":
@@ -94,6 +99,3 @@ class ResultStoreService(Service):
     def wait(self, task_id: str, timeout: float) -> "Deferred[Mapping[str, Any] | None]":
         return self._ready().addCallback(lambda store: store.wait(task_id, timeout))
 
-
-async def _close(store: Any) -> None:
-    await store.close()
