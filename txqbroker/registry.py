@@ -26,6 +26,7 @@ __all__ = [
     "register",
     "provider_for",
     "schemes",
+    "check_options",
     "BrokerProvider",
     "ENTRY_POINT_GROUP",
 ]
@@ -59,15 +60,28 @@ class BrokerProvider:
         anything it raises (typically a
         :class:`~txqbroker.errors.BrokerError`) becomes the errback of
         :meth:`connect`.
+    :param check: checks the settings without connecting, raising
+        :class:`~txqbroker.errors.ConfigurationError`; lets a command line
+        refuse bad settings before it starts (see :func:`check_options`).
     """
 
     def __init__(
         self,
         schemes: Sequence[str],
         open_broker: Callable[[BrokerOptions, Any], Awaitable[Any]],
+        check: Callable[[BrokerOptions], object] | None = None,
     ) -> None:
         self.schemes = tuple(schemes)
         self._open = open_broker
+        self._check = check
+
+    def check(self, options: BrokerOptions) -> None:
+        """
+        :raise ConfigurationError: when ``options`` cannot work, found
+            without connecting.
+        """
+        if self._check is not None:
+            self._check(options)
 
     def connect(self, options: BrokerOptions, reactor: Any) -> "Deferred[IBroker]":
         async def opened() -> IBroker:
@@ -142,6 +156,20 @@ def options_for(url_or_config: str | Mapping[str, Any] | BrokerOptions, **option
     if isinstance(url_or_config, str):
         return parse_url(url_or_config, **options)
     return from_config(url_or_config, **options)
+
+
+def check_options(options: BrokerOptions) -> None:
+    """
+    Check ``options`` as far as can be done without connecting: the scheme
+    has a provider, and the provider (when it can check settings, as the
+    built-in ones do) accepts them.
+
+    :raise ConfigurationError: naming what is wrong.
+    """
+    provider = provider_for(options.scheme)
+    check = getattr(provider, "check", None)
+    if check is not None:
+        check(options)
 
 
 def connect(

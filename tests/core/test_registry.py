@@ -105,3 +105,27 @@ def test_import_installs_no_reactor() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "url, options, words",
+    [
+        ("redis://127.0.0.1:1/0", {"bogus": "1"}, "bogus"),
+        ("redis://127.0.0.1:1/notadb", {}, "db"),
+        ("sqlite:///", {}, "database file"),
+        ("sqlite:///q.db", {"poll": "0"}, "poll"),
+        ("sqs://bad name!", {"region": "eu-west-1"}, "queue name"),
+        ("ironmq://tok@h/p/q", {"port": "abc"}, "port"),
+        ("memory://", {}, None),
+    ],
+)
+def test_check_options_without_connecting(url: str, options: dict, words: str | None) -> None:
+    from txqbroker.registry import check_options, options_for
+
+    parsed = options_for(url, **options)
+    if words is None:
+        check_options(parsed)
+        return
+    with pytest.raises(ConfigurationError) as e:
+        check_options(parsed)
+    assert words in str(e.value)

@@ -81,7 +81,6 @@ def test_iron_json_files(tmp_path: Path) -> None:
         ("ironmq://tok@h", {"name": "q"}, "project_id"),
         ("ironmq://tok@h/p/q/extra", {}, "path"),
         ("ironmq://tok@h1,h2/p/q", {}, "one host"),
-        ("ironmq://tok@h/p/q", {"name": "other"}, "named twice"),
         ("ironmq://tok@h/p/q", {"protocol": "ftp"}, "protocol"),
         ("ironmq://tok@h/p/q", {"port": "abc"}, "port"),
         ("ironmq://tok@h/p/q", {"config_file": "/nonexistent/iron.json"}, "does not exist"),
@@ -123,3 +122,10 @@ async def test_connect_without_a_token(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(ConfigurationError, match="IRON_TOKEN"):
         await txqbroker.connect("ironmq://127.0.0.1/proj/q")
     assert issubclass(InvalidURL, ConfigurationError)
+
+
+def test_an_explicit_name_wins_over_the_url(tmp_path: Path) -> None:
+    settings, options = resolve_settings(
+        parse_url("ironmq://tok@h/p/q", name="q:failed"), environ={}, home=str(tmp_path), cwd=str(tmp_path)
+    )
+    assert options.name == "q:failed"

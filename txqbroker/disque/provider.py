@@ -51,7 +51,9 @@ async def connect_broker(options: BrokerOptions, reactor: Any) -> DisqueBroker:
     Connect a :class:`DisqueBroker`: check the settings, reach a node
     (unless ``lazy``), connect the stats store.
     """
-    if options.path:
+    if options.path and options.name == "default":
+        # the URL's queue, unless a name was given explicitly (keyword
+        # options win over the URL, as everywhere)
         options = replace(options, name=options.path)
     nodes = [(host, port if port is not None else DEFAULT_PORT) for host, port in options.hosts]
     if not nodes:

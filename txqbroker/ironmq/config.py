@@ -142,7 +142,7 @@ def resolve_settings(
         by default.
     :return: the settings, and ``options`` with ``name`` set to the queue.
     :raise ConfigurationError: when the token or the project is missing, a
-        value is invalid, the queue is named twice, or a configuration file
+        value is invalid, or a configuration file
         cannot be read.
     """
     environ = os.environ if environ is None else environ
@@ -158,11 +158,10 @@ def resolve_settings(
     given, queue = _from_options(options)
     merged.update(given)
 
-    if queue is not None and options.name not in ("default", queue):
-        raise ConfigurationError(
-            f"the queue is named twice: {queue!r} in the URL and name={options.name!r}"
-        )
-    queue = queue or options.name
+    # keyword options win over the URL, as everywhere: an explicit name
+    # (e.g. a consumer's dead-letter queue) wins over the URL's queue
+    if queue is None or options.name != "default":
+        queue = options.name
     for key in ("token", "project_id"):
         if not merged.get(key) or not isinstance(merged[key], str):
             where = {

@@ -31,4 +31,10 @@ async def _open(options: BrokerOptions, reactor: Any) -> IBroker:
     return IronMQBroker(settings, options, reactor)
 
 
-provider = BrokerProvider(("ironmq",), _open)
+def _check(options: BrokerOptions) -> None:
+    from txqbroker.ironmq.config import resolve_settings
+
+    resolve_settings(options)
+
+
+provider = BrokerProvider(("ironmq",), _open, _check)

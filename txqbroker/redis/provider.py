@@ -23,5 +23,11 @@ async def _open(options: BrokerOptions, reactor: Any) -> IBroker:
     return await open_broker(options, reactor)
 
 
+def _check(options: BrokerOptions) -> None:
+    from txqbroker.redis.config import settings_from
+
+    settings_from(options)
+
+
 #: the provider the registry loads for the Redis schemes
-provider = BrokerProvider(("redis", "rediss", "unix", "redis+unix"), _open)
+provider = BrokerProvider(("redis", "rediss", "unix", "redis+unix"), _open, _check)

@@ -34,11 +34,12 @@ from txqbroker.sqlite.store import (
     Delivery,
     QueueDatabase,
     parse_message_id,
+    check_synchronous,
     parse_receipt,
     translate_error,
 )
 
-__all__ = ["SQLiteBroker", "open_broker", "DEFAULT_POLL", "SETTINGS"]
+__all__ = ["SQLiteBroker", "open_broker", "check_settings", "DEFAULT_POLL", "SETTINGS"]
 
 T = TypeVar("T")
 
@@ -73,13 +74,21 @@ def _check_delay(delay: object) -> None:
         raise ConfigurationError(f"delay must be a number of seconds >= 0, not {delay!r}")
 
 
-def _check_settings(options: BrokerOptions) -> None:
+def check_settings(options: BrokerOptions) -> float:
+    """
+    Check the SQLite settings without opening anything.
+
+    :return: the poll interval.
+    :raise ConfigurationError: when a setting is unknown or invalid.
+    """
     unknown = sorted(set(options.extra) - set(SETTINGS))
     if unknown:
         raise ConfigurationError(
             f"unknown SQLite broker option(s) {', '.join(unknown)}; "
             f"known: {', '.join(SETTINGS)} and the generic options"
         )
+    check_synchronous(str(options.get("synchronous", "normal")).lower())
+    return _poll_interval(options)
 
 
 @implementer(IBroker, IReleasable, IStats)
@@ -126,7 +135,7 @@ class SQLiteBroker:
     ) -> None:
         if options is None:
             options = BrokerOptions(scheme="sqlite", path=path)
-        _check_settings(options)
+        poll = check_settings(options)
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -134,7 +143,7 @@ class SQLiteBroker:
         self.options = options
         self.name = options.name
         self.path = os.path.abspath(path)
-        self._poll = _poll_interval(options)
+        self._poll = poll
         self._db = QueueDatabase(
             self.path,
             timeout=options.timeout,

@@ -20,7 +20,7 @@ from txqbroker.errors import ConfigurationError
 from txqbroker.interfaces import IBroker
 from txqbroker.options import BrokerOptions
 from txqbroker.registry import BrokerProvider
-from txqbroker.sqlite.broker import SQLiteBroker
+from txqbroker.sqlite.broker import SQLiteBroker, check_settings
 
 __all__ = ["database_path", "provider"]
 
@@ -58,5 +58,10 @@ async def _open(options: BrokerOptions, reactor: Any) -> IBroker:
     return opened
 
 
+def _check(options: BrokerOptions) -> None:
+    database_path(options)
+    check_settings(options)
+
+
 #: makes :class:`~txqbroker.sqlite.broker.SQLiteBroker` for ``sqlite://`` URLs
-provider = BrokerProvider(("sqlite",), _open)
+provider = BrokerProvider(("sqlite",), _open, _check)

@@ -67,6 +67,18 @@ _SCHEMA = (
 
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 
+
+def check_synchronous(value: str) -> str:
+    """
+    :return: ``value`` when it is a ``PRAGMA synchronous`` setting.
+    :raise ConfigurationError: when it is not.
+    """
+    if value not in _SYNCHRONOUS:
+        raise ConfigurationError(
+            f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {value!r}"
+        )
+    return value
+
 #: Selects a message by receipt, only while that delivery is the current one.
 _CURRENT = " WHERE id = ? AND queue = ? AND deliveries = ? AND state = 1"
 
@@ -148,13 +160,9 @@ class QueueDatabase:
     """
 
     def __init__(self, path: str, timeout: float, synchronous: str = "normal") -> None:
-        if synchronous not in _SYNCHRONOUS:
-            raise ConfigurationError(
-                f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}"
-            )
         self.path = path
         self.timeout = timeout
-        self.synchronous = synchronous
+        self.synchronous = check_synchronous(synchronous)
         self.journal_mode = ""
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None

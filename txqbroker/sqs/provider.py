@@ -112,4 +112,4 @@ async def connect_sqs(options: BrokerOptions, reactor: Any) -> SQSBroker:
     return broker
 
 
-provider = BrokerProvider(("sqs",), connect_sqs)
+provider = BrokerProvider(("sqs",), connect_sqs, settings_from)

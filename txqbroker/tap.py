@@ -1,0 +1,313 @@
+"""
+``twistd qbroker`` (and ``twist qbroker``): the consumer service's options
+and :func:`makeService`.
+
+The dropin ``twisted/plugins/txqbroker_plugin.py`` names this module lazily,
+so nothing here is imported before twistd has installed the reactor the user
+asked for (``twistd --reactor=asyncio qbroker``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
+from twisted.python import usage
+
+from txqbroker.consumer import Backoff, ConsumerConfig, ConsumerService
+from txqbroker.errors import ConfigurationError
+from txqbroker.interfaces import IBroker, ICodec
+from txqbroker.options import BrokerOptions
+from txqbroker.registry import check_options, options_for
+from txqbroker.tasks import load_task_modules, registry
+
+__all__ = ["Options", "makeService", "DEFAULT_BACKEND", "SECRET_ENV", "backend_options"]
+
+#: the embedded default: an SQLite file in the current directory
+DEFAULT_BACKEND = "sqlite:///txqbroker.sqlite3"
+
+#: the environment variable holding the signing secret(s), newest first,
+#: separated by whitespace (so they never show in ``ps``)
+SECRET_ENV = "TXQBROKER_SECRET"
+
+#: what a bare backend name means
+BACKEND_NAMES = {
+    "sqlite": DEFAULT_BACKEND,
+    "redis": "redis://127.0.0.1:6379/0",
+    "disque": "disque://127.0.0.1:7711",
+    "memory": "memory://",
+}
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def coerce(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, not {value!r}") from None
+        if number < 1:
+            raise ValueError(f"{name} must be at least 1, not {number}")
+        return number
+
+    return coerce
+
+
+def _seconds(name: str, allow_zero: bool = False) -> Callable[[str], float]:
+    def coerce(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number of seconds, not {value!r}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{name} must be a finite number of seconds")
+        if number < 0 or (number == 0 and not allow_zero):
+            raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value}")
+        return number
+
+    return coerce
+
+
+def backend_options(backend: str, settings: dict[str, str]) -> BrokerOptions:
+    """
+    The broker options for a ``--backend`` value: a URL, or a name from
+    :data:`BACKEND_NAMES` (or any provider scheme), plus ``--option``
+    settings.
+
+    :raise ConfigurationError: naming what is wrong.
+    """
+    url = backend if "://" in backend else BACKEND_NAMES.get(backend.lower(), f"{backend}://")
+    options = options_for(url, **settings)
+    check_options(options)
+    return options
+
+
+def read_secrets(secrets: list[str], secret_file: str | None, environ: Any = os.environ) -> list[str]:
+    """
+    The signing secrets, newest first: ``--secret`` values, else the lines
+    of ``--secret-file``, else :data:`SECRET_ENV`.
+
+    :raise ConfigurationError: when the secret file cannot be read.
+    """
+    if secrets:
+        return list(secrets)
+    if secret_file is not None:
+        try:
+            with open(secret_file, encoding="utf-8") as f:
+                found = [line.strip() for line in f if line.strip()]
+        except OSError as e:
+            raise ConfigurationError(f"cannot read the secret file: {e.strerror}") from None
+        if not found:
+            raise ConfigurationError(f"the secret file {secret_file!r} holds no secret")
+        return found
+    return environ.get(SECRET_ENV, "").split()
+
+
+class Options(usage.Options):
+    """``twistd qbroker`` options."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run a txqbroker consumer: take task packages off a queue and run the "
+        "registered functions they name.  Only functions registered with "
+        "@txqbroker.tasks.task in the --tasks modules run.  The signing secret "
+        f"may be given in the {SECRET_ENV} environment variable (whitespace-"
+        "separated, newest first) so that it does not show in ps."
+    )
+
+    optParameters = [
+        [
+            "backend",
+            "b",
+            DEFAULT_BACKEND,
+            "The broker: a URL (redis://host:6379/0, disque://host:7711, "
+            "sqlite:///path.db, sqs://..., memory://) or a name "
+            f"({', '.join(sorted(BACKEND_NAMES))}).  The default is an embedded "
+            "SQLite file in the current directory.",
+        ],
+        ["queue", "q", None, "The queue (Django Q's cluster name); default: from the URL, else 'default'."],
+        ["concurrency", "c", 10, "The most tasks running at once.", _positive_int("concurrency")],
+        [
+            "prefetch",
+            "p",
+            None,
+            "The most packages fetched and waiting to start (default: --concurrency).",
+            _positive_int("prefetch"),
+        ],
+        ["bulk", None, None, "The most packages one dequeue takes (default: the broker's, 1).", _positive_int("bulk")],
+        ["timeout", "t", 300.0, "Seconds before a running task is cancelled.", _seconds("timeout")],
+        [
+            "retry",
+            None,
+            None,
+            "Seconds before an unacknowledged package comes back (receipt brokers).",
+            _seconds("retry"),
+        ],
+        ["max-attempts", "m", 3, "Runs before a failing package is dead-lettered.", _positive_int("max-attempts")],
+        [
+            "drain-timeout",
+            None,
+            30.0,
+            "Seconds a stop waits for running tasks before handing them back.",
+            _seconds("drain-timeout", allow_zero=True),
+        ],
+        ["codec", None, "json", "The package format: json, or djangoq (Django Q's pickled format; opt-in)."],
+        ["secret-file", None, None, "A file holding the signing secret(s), one per line, newest first."],
+        ["max-age", None, None, "Reject signed packages older than this many seconds.", _seconds("max-age")],
+        [
+            "stats",
+            None,
+            None,
+            "A URL of a broker to publish stats on (default: the broker itself "
+            "when it can store stats).",
+        ],
+        ["result-ttl", None, 3600.0, "Seconds an outcome is kept.", _seconds("result-ttl")],
+        ["stats-interval", None, 5.0, "Seconds between stats refreshes.", _seconds("stats-interval")],
+        [
+            "results",
+            None,
+            None,
+            "A result store URL (redis://host:6379/0, memory://) where each "
+            "task's outcome is recorded, for Client.call (default: none).",
+        ],
+        [
+            "summary-interval",
+            None,
+            60.0,
+            "Seconds between summary log lines (0: none).",
+            _seconds("summary-interval", allow_zero=True),
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["tasks"] = []
+        self["secrets"] = []
+        self["settings"] = {}
+
+    def opt_tasks(self, module: str) -> None:
+        """A module whose @task functions may run (repeatable)."""
+        self["tasks"].append(module)
+
+    opt_T = opt_tasks
+
+    def opt_name(self, name: str) -> None:
+        """The same as --queue."""
+        self["queue"] = name
+
+    def opt_secret(self, secret: str) -> None:
+        """A signing secret (repeatable, newest first); prefer TXQBROKER_SECRET or --secret-file."""
+        self["secrets"].append(secret)
+
+    def opt_option(self, setting: str) -> None:
+        """A broker setting KEY=VALUE, e.g. -o wait=5 (repeatable)."""
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise usage.UsageError(f"--option takes KEY=VALUE, not {setting!r}")
+        self["settings"][key] = value
+
+    opt_o = opt_option
+
+    def postOptions(self) -> None:
+        if self["codec"] not in ("json", "djangoq"):
+            raise usage.UsageError(f"--codec must be json or djangoq, not {self['codec']!r}")
+        if not self["tasks"]:
+            raise usage.UsageError("give at least one --tasks module: only its registered functions run")
+        settings = dict(self["settings"])
+        if self["queue"] is not None:
+            settings["name"] = self["queue"]
+        if self["bulk"] is not None:
+            settings["bulk"] = self["bulk"]
+        if self["retry"] is not None:
+            settings["retry"] = self["retry"]
+        try:
+            self["broker"] = backend_options(self["backend"], settings)
+            self["stats_broker"] = (
+                backend_options(self["stats"], {}) if self["stats"] is not None else None
+            )
+            prefetch = self["prefetch"] or max(self["concurrency"], self["broker"].bulk)
+            if self["broker"].bulk > prefetch:
+                raise ConfigurationError(
+                    f"--bulk ({self['broker'].bulk}) cannot be larger than --prefetch ({prefetch})"
+                )
+            self["config"] = ConsumerConfig(
+                concurrency=self["concurrency"],
+                prefetch=prefetch,
+                timeout=self["timeout"],
+                max_attempts=self["max-attempts"],
+                drain_timeout=self["drain-timeout"],
+                stats_interval=self["stats-interval"],
+                summary_interval=self["summary-interval"],
+                result_ttl=self["result-ttl"],
+                broker_backoff=Backoff(0.5, 30.0, 2.0),
+            )
+            if self["results"] is not None:
+                _check_results_url(self["results"])
+            self["secrets"] = read_secrets(self["secrets"], self["secret-file"])
+            self["codec_instance"] = _make_codec(
+                self["codec"], self["secrets"], self["broker"].name, self["max-age"]
+            )
+            load_task_modules(self["tasks"])
+        except ConfigurationError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def _check_results_url(url: str) -> None:
+    from txqbroker.options import parse_url
+    from txqbroker.results import RESULT_SCHEMES
+
+    scheme = parse_url(url).scheme
+    if scheme not in RESULT_SCHEMES:
+        raise ConfigurationError(
+            f"--results: no result store for scheme {scheme!r}; use one of {', '.join(RESULT_SCHEMES)}"
+        )
+
+
+def _make_codec(kind: str, secrets: list[str], queue: str, max_age: float | None) -> ICodec:
+    from txqbroker.packages import make_codec
+
+    return make_codec(kind, secrets, queue, max_age=max_age)
+
+
+def makeService(options: Options) -> IService:
+    """The consumer service for parsed ``options``."""
+    from twisted.internet import reactor
+
+    from txqbroker.registry import connect
+
+    broker: BrokerOptions = options["broker"]
+    stats_options: BrokerOptions | None = options["stats_broker"]
+    # thread=True tasks run in the reactor's pool: let them all run at once
+    threads: Any = reactor
+    threads.suggestThreadPoolSize(max(10, options["config"].concurrency))
+
+    def connect_queue(name: str) -> "Deferred[IBroker]":
+        return connect(broker.with_options(name=name), reactor)
+
+    results = None
+    if options.get("results"):
+        from txqbroker.results import ResultStoreService
+
+        results = ResultStoreService(options["results"], reactor)
+
+    service = ConsumerService(
+        connect_queue,
+        broker.name,
+        registry,
+        # salted with the queue's name as the broker resolves it (a URL may
+        # name the queue); postOptions already checked the codec settings
+        lambda queue: _make_codec(options["codec"], options["secrets"], queue, options["max-age"]),
+        options["config"],
+        reactor=reactor,
+        connect_stats=(lambda: connect(stats_options, reactor)) if stats_options is not None else None,
+        standalone=True,
+        result_store=results,
+    )
+    if results is None:
+        return service
+    # the consumer stops (and saves its last outcomes) before the store closes
+    parent = MultiService()
+    results.setServiceParent(parent)
+    service.setServiceParent(parent)
+    return parent
