@@ -91,20 +91,39 @@ class BrokerOptions:
         """
         return parse_bool(key, self.extra.get(key, default))
 
+    def get_number(
+        self, key: str, default: Any, minimum: float = 0, kind: type = float
+    ) -> Any:
+        """
+        A provider-specific number from :attr:`extra` (URL query values
+        arrive as strings); ``None`` when it is unset and ``default`` is
+        ``None``.
+
+        :param kind: ``float`` or ``int``.
+        :raise ConfigurationError: when it is not a number of that kind
+            ``>= minimum``.
+        """
+        value = self.extra.get(key, default)
+        if value is None:
+            return None
+        try:
+            if isinstance(value, bool):
+                raise TypeError(value)
+            number = kind(value)
+        except (TypeError, ValueError):
+            noun = "an integer" if kind is int else "a number"
+            raise ConfigurationError(f"{key} must be {noun}, not {value!r}") from None
+        if number != number or number < minimum:
+            raise ConfigurationError(f"{key} must be >= {minimum}, not {value!r}")
+        return number
+
     def get_int(self, key: str, default: int, minimum: int) -> int:
         """
-        A provider-specific integer setting from :attr:`extra` (URL query
-        values arrive as strings).
+        A provider-specific integer setting from :attr:`extra`.
 
         :raise ConfigurationError: when it is not an integer ``>= minimum``.
         """
-        value = self.extra.get(key, default)
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{key} must be an integer, not {value!r}") from None
-        if number < minimum:
-            raise ConfigurationError(f"{key} must be >= {minimum}, not {number}")
+        number: int = self.get_number(key, default, minimum, int)
         return number
 
     def with_options(self, **options: Any) -> "BrokerOptions":

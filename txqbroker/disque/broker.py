@@ -36,19 +36,6 @@ DEFAULT_TTL = 86400
 _SCAN_PAGE = 1000
 
 
-def _number(options: BrokerOptions, key: str, default: Any, kind: type = int, minimum: float = 0) -> Any:
-    value = options.get(key, default)
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"Disque option {key} must be a number, not {value!r}") from None
-    if number < minimum:
-        raise ConfigurationError(f"Disque option {key} must be at least {minimum}, not {value!r}")
-    return number
-
-
 def check_job_id(task_id: object) -> str:
     """
     :raise UnknownReceipt: when ``task_id`` cannot be a Disque job id
@@ -84,12 +71,12 @@ class DisqueSettings:
 
     def __init__(self, options: BrokerOptions) -> None:
         self.retry = int(math.ceil(options.retry))
-        self.ttl: int = _number(options, "ttl", DEFAULT_TTL, minimum=1)
-        self.delay: int = _number(options, "delay", 0)
-        self.replicate: int | None = _number(options, "replicate", None, minimum=1)
-        self.maxlen: int | None = _number(options, "maxlen", None, minimum=1)
-        self.addjob_timeout: int = _number(
-            options, "addjob_timeout", int(options.timeout * 500)
+        self.ttl: int = options.get_number("ttl", DEFAULT_TTL, 1, int)
+        self.delay: int = options.get_number("delay", 0, 0, int)
+        self.replicate: int | None = options.get_number("replicate", None, 1, int)
+        self.maxlen: int | None = options.get_number("maxlen", None, 1, int)
+        self.addjob_timeout: int = options.get_number(
+            "addjob_timeout", int(options.timeout * 500), 0, int
         )
         self.async_ = options.get_bool("async")
         self.fastack = options.get_bool("fastack")

@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from txqbroker._deferreds import bounded
-from txqbroker.disque.broker import DEFAULT_PORT, DisqueBroker, _number
+from txqbroker.disque.broker import DEFAULT_PORT, DisqueBroker
 from txqbroker.disque.cluster import DisqueConnection
 from txqbroker.errors import ConfigurationError
 from txqbroker.interfaces import IBroker, IBrokerProvider, IStats
@@ -64,7 +64,7 @@ async def connect_broker(options: BrokerOptions, reactor: Any) -> DisqueBroker:
         password=options.password,
         timeout=options.timeout,
         connect_timeout=options.connect_timeout,
-        margin=_number(options, "margin", 2.0, float),
+        margin=options.get_number("margin", 2.0),
         shuffle=options.get_bool("shuffle", True),
         follow_producer=options.get_bool("follow_producer"),
     )
