@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Coroutine, TypeVar
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferTimeout
+from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -57,8 +57,3 @@ def from_coroutine(
     wrapper.__doc__ = f.__doc__
     wrapper.__wrapped__ = f  # type: ignore[attr-defined]
     return wrapper
-
-
-def ignore_cancel(failure: Failure) -> None:
-    """An errback that swallows :class:`CancelledError` only."""
-    failure.trap(CancelledError)

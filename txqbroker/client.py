@@ -136,6 +136,13 @@ def _options(q_options: "TaskOptions | Mapping[str, Any] | None") -> TaskOptions
         raise ConfigurationError(f"bad task options: {e}") from None
 
 
+def _check_timeout(seconds: float) -> float:
+    """:raise ConfigurationError: unless ``seconds`` is a number >= 0."""
+    if not (isinstance(seconds, (int, float)) and seconds >= 0):
+        raise ConfigurationError(f"a result timeout must be a number of seconds >= 0, not {seconds!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Call:
     """
@@ -200,7 +207,7 @@ class Client:
         self.broker = broker
         self.codec = codec if codec is not None else make_codec("json")
         self.results = results
-        self.timeout = timeout
+        self.timeout = _check_timeout(timeout)
         self._clock = clock
 
     # -- producing -------------------------------------------------------
@@ -267,15 +274,21 @@ class Client:
         Wait for the outcome of an enqueued task.
 
         :return: a Deferred firing with the task's return value; it errbacks
-            with :class:`TaskFailed` when the task failed, or
+            with :class:`TaskFailed` when the task failed,
             :class:`ResultTimeout` after ``timeout`` seconds (the client's
-            default when ``None``).  Cancelling it stops waiting; the task is
+            default when ``None``), or
+            :class:`~txqbroker.errors.BrokerUnavailable` when the result store
+            is closed meanwhile.  Cancelling it stops waiting; the task is
             not affected.
         """
         store = self.results
         if store is None:
             return fail(NoResultStore(_NO_STORE))
         seconds = self.timeout if timeout is None else timeout
+        try:
+            _check_timeout(seconds)
+        except ConfigurationError:
+            return fail()
 
         def arrived(outcome: Mapping[str, Any] | None) -> Any:
             if outcome is None:
@@ -319,6 +332,11 @@ class Client:
         """
         if self.results is None:
             return fail(NoResultStore(_NO_STORE))
+        try:
+            # before anything is enqueued
+            _check_timeout(self.timeout if timeout is None else timeout)
+        except ConfigurationError:
+            return fail()
         args = step.args if first is ... else (first, *step.args)
         options = replace(step.options, save=True)
         waits: list["Deferred[Any]"] = []

@@ -68,9 +68,12 @@ class IBroker(Interface):
         Take up to ``options.bulk`` packages off the queue, waiting at most
         ``options.wait`` seconds for the first one.
 
-        Cancelling the returned Deferred, or losing the connection, never loses
-        a package: a package taken off the server after the caller gave up is
-        handed back to the queue.
+        Cancelling the returned Deferred (or its timing out) never loses a
+        package: a package taken off the server after the caller gave up is
+        handed back to the queue.  Neither does losing the connection while
+        the server still holds the package.  (On a broker without receipts,
+        a reply lost with the connection after the server let go of the
+        package loses it: see each provider's page.)
 
         :return: a Deferred firing with a list of ``(id, payload)``; the list is
             empty when nothing came.  ``id`` is ``None`` on brokers without
@@ -210,6 +213,8 @@ class IResultStore(Interface):
         Wait (without polling in a loop) for the outcome of ``task_id``.
 
         :return: the outcome, or ``None`` when ``timeout`` passed first.
+        :raise BrokerUnavailable: (errback) when the store is closed while
+            waiting.
         """
 
     def close() -> "Deferred[None]":

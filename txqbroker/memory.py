@@ -30,10 +30,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
 from txqbroker.capabilities import Capabilities
-from txqbroker.errors import ConfigurationError, UnknownReceipt
+from txqbroker.errors import BrokerUnavailable, ConfigurationError, UnknownReceipt
 from txqbroker.interfaces import IBroker, IReleasable, IStats
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload
+from txqbroker.payloads import check_payload, check_stat
 from txqbroker.registry import BrokerProvider
 
 __all__ = ["MemoryBroker", "MemoryStore", "provider"]
@@ -117,7 +117,11 @@ class MemoryBroker:
         self._clock = clock
         self._store = store if store is not None else MemoryStore()
         self._closed = False
-        self._timers: set[IDelayedCall] = set()
+        #: ids of the packages this broker delivered and whose retry timer
+        #: it runs (several brokers may share a store)
+        self._held: set[str] = set()
+        #: the dequeues waiting for a package
+        self._waiting: set[Deferred[None]] = set()
 
     @property
     def _queue(self) -> _Queue:
@@ -125,7 +129,15 @@ class MemoryBroker:
 
     # -- producing ---------------------------------------------------------
 
+    def _refuse_when_closed(self, what: str) -> "Deferred[Any] | None":
+        if self._closed:
+            return fail(BrokerUnavailable(f"{what}: the broker was disconnected"))
+        return None
+
     def enqueue(self, task: bytes) -> "Deferred[str]":
+        closed = self._refuse_when_closed("enqueue")
+        if closed is not None:
+            return closed
         try:
             check_payload(task, self.options.max_payload)
         except Exception:
@@ -144,11 +156,16 @@ class MemoryBroker:
     # -- consuming ---------------------------------------------------------
 
     def dequeue(self) -> "Deferred[list[tuple[str | None, bytes]]]":
+        closed = self._refuse_when_closed("dequeue")
+        if closed is not None:
+            return closed
         queue = self._queue
         if queue.ready or self.options.wait == 0:
             return succeed(self._take(queue))
         waiter: Deferred[None] = Deferred(lambda d: queue.waiters.remove(d))
         queue.waiters.append(waiter)
+        self._waiting.add(waiter)
+        waiter.addBoth(self._stop_waiting, waiter)
         timer = self._clock.callLater(self.options.wait, waiter.cancel)
         result: Deferred[list[tuple[str | None, bytes]]] = Deferred(
             lambda d: waiter.cancel()
@@ -162,12 +179,19 @@ class MemoryBroker:
         def gave_up(failure: Any) -> None:
             if timer.active():
                 timer.cancel()
-                # the caller cancelled: nothing was taken, so nothing is lost
-                result.errback(failure)
+                if self._closed:  # disconnect() stopped the wait
+                    result.callback([])
+                else:
+                    # the caller cancelled: nothing was taken, so nothing is lost
+                    result.errback(failure)
             else:
                 result.callback([])
 
         waiter.addCallbacks(arrived, gave_up)
+        return result
+
+    def _stop_waiting(self, result: object, waiter: "Deferred[None]") -> object:
+        self._waiting.discard(waiter)
         return result
 
     def _take(self, queue: _Queue) -> list[tuple[str | None, bytes]]:
@@ -182,10 +206,12 @@ class MemoryBroker:
                 message.timer = self._clock.callLater(
                     self.options.retry, self._redeliver, queue, mid
                 )
+                self._held.add(mid)
             out.append((receipt, message.payload))
         return out
 
     def _redeliver(self, queue: _Queue, mid: str) -> None:
+        self._held.discard(mid)
         message = queue.messages.get(mid)
         if message is None:
             return
@@ -221,6 +247,7 @@ class MemoryBroker:
     def _forget(self, mid: str, message: _Message) -> None:
         if message.timer is not None and message.timer.active():
             message.timer.cancel()
+        self._held.discard(mid)
         queue = self._queue
         queue.messages.pop(mid, None)
         try:
@@ -268,8 +295,10 @@ class MemoryBroker:
                 message.timer = self._clock.callLater(
                     delay, self._redeliver, self._queue, mid
                 )
+                self._held.add(mid)
             else:
                 message.timer = None
+                self._held.discard(mid)
                 self._make_ready(self._queue, mid)
         return succeed(None)
 
@@ -290,6 +319,9 @@ class MemoryBroker:
         return succeed(None)
 
     def queue_size(self) -> "Deferred[int]":
+        closed = self._refuse_when_closed("queue_size")
+        if closed is not None:
+            return closed
         return succeed(len(self._queue.ready))
 
     def in_flight(self) -> int:
@@ -301,21 +333,36 @@ class MemoryBroker:
         return succeed(not self._closed)
 
     def info(self) -> "Deferred[str]":
+        closed = self._refuse_when_closed("info")
+        if closed is not None:
+            return closed
         from txqbroker import __version__
 
         return succeed(f"txqbroker memory {__version__}")
 
     def disconnect(self) -> "Deferred[None]":
         """
-        Stop: cancel the retry timers of this broker's queue (the packages
-        stay where they are) and refuse to ping.
+        Stop, leaving no delayed call behind: a pending ``dequeue`` fires
+        with ``[]``; the packages this broker delivered and that were not
+        acknowledged go back to the queue at once (a server would deliver
+        them again after ``retry``), so another broker on the same store
+        gets them.  Afterwards ``ping`` is ``False`` and the other
+        operations fail with :class:`~txqbroker.errors.BrokerUnavailable`.
         """
+        if self._closed:
+            return succeed(None)
         self._closed = True
-        for message in self._queue.messages.values():
-            if message.timer is not None and message.timer.active():
-                message.timer.cancel()
+        for waiter in list(self._waiting):
+            waiter.cancel()
+        held, self._held = self._held, set()
+        for queue in self._store.queues.values():
+            for mid in sorted(held & queue.messages.keys(), key=_order):
+                message = queue.messages[mid]
+                if message.timer is not None and message.timer.active():
+                    message.timer.cancel()
                 message.timer = None
                 message.receipt = None
+                self._make_ready(queue, mid)
         return succeed(None)
 
     close = disconnect
@@ -323,6 +370,10 @@ class MemoryBroker:
     # -- stats -------------------------------------------------------------
 
     def set_stat(self, key: str, value: bytes, timeout: float) -> "Deferred[None]":
+        try:
+            check_stat(value, timeout)
+        except Exception:
+            return fail()
         self._store.stats[key] = (value, self._clock.seconds() + timeout)
         return succeed(None)
 
@@ -342,6 +393,11 @@ class MemoryBroker:
                 if expires > now and fnmatch.fnmatchcase(key, pattern)
             ]
         )
+
+
+def _order(mid: str) -> int:
+    """The order message ids were made in (``m1``, ``m2``...)."""
+    return int(mid[1:])
 
 
 async def open_memory_broker(options: BrokerOptions, reactor: Any) -> MemoryBroker:

@@ -6,6 +6,7 @@ parsed location (URL or redis-py-style dict) of the server.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -232,13 +233,23 @@ def _parse_hosts(netloc: str, url: str) -> tuple[tuple[str, int | None], ...]:
 
 
 def _mask(url: str) -> str:
-    """The URL with any password replaced by ``***``, for messages."""
+    """
+    The URL with any password replaced by ``***``, for messages.  A lone
+    userinfo (``scheme://token@host``) is a token, and masked whole; so is a
+    ``password`` query parameter.
+    """
+    url = _PASSWORD_PARAMETER.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    netloc, slash, tail = rest.partition("/")
+    if not sep or "@" not in netloc:
         return url
-    userinfo, _, tail = rest.partition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{tail}"
+    userinfo, _, hosts = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{scheme}://{masked}@{hosts}{slash}{tail}"
+
+
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def parse_url(url: str, **options: Any) -> BrokerOptions:
@@ -321,7 +332,7 @@ def from_config(config: Mapping[str, Any], **options: Any) -> BrokerOptions:
     if "url" in conf:
         return parse_url(conf.pop("url"), **conf)
     scheme = str(conf.pop("scheme", "redis")).lower()
-    if scheme == "redis" and conf.pop("ssl", False):
+    if scheme == "redis" and parse_bool("ssl", conf.pop("ssl", False)):
         scheme = "rediss"
     host = conf.pop("host", None)
     port = conf.pop("port", None)
@@ -339,8 +350,6 @@ def from_config(config: Mapping[str, Any], **options: Any) -> BrokerOptions:
     if "unix_socket_path" in conf:
         scheme = "unix"
         path = str(conf.pop("unix_socket_path"))
-    if "db" in conf:
-        conf["db"] = conf["db"]
     for old, new in _CONFIG_ALIASES.items():
         if old in conf:
             value = conf.pop(old)

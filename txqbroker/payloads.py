@@ -1,12 +1,13 @@
 """
-Checks every provider applies to a package before it leaves the process.
+Checks every provider applies to a package (or a stat) before it leaves
+the process.
 """
 
 from __future__ import annotations
 
-from txqbroker.errors import InvalidPayload, PayloadTooLarge
+from txqbroker.errors import ConfigurationError, InvalidPayload, PayloadTooLarge
 
-__all__ = ["check_payload"]
+__all__ = ["check_payload", "check_stat"]
 
 
 def check_payload(task: object, limit: int) -> bytes:
@@ -27,3 +28,17 @@ def check_payload(task: object, limit: int) -> bytes:
             f"the package is {len(task)} bytes; this broker accepts at most {limit}"
         )
     return task
+
+
+def check_stat(value: object, timeout: object) -> None:
+    """
+    The checks of :meth:`~txqbroker.interfaces.IStats.set_stat`.
+
+    :raise InvalidPayload: when ``value`` is not :class:`bytes`.
+    :raise ConfigurationError: when ``timeout`` is not a number of seconds
+        greater than 0.
+    """
+    if not isinstance(value, bytes):
+        raise InvalidPayload(f"a stat value must be bytes, not {type(value).__name__}")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        raise ConfigurationError(f"a stat timeout must be > 0 seconds, not {timeout!r}")

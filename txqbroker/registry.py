@@ -14,7 +14,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from zope.interface import implementer
 
 from txqbroker.errors import ConfigurationError, UnknownScheme
@@ -131,7 +131,12 @@ def provider_for(scheme: str) -> IBrokerProvider:
             raise UnknownScheme(
                 f"no broker provider for scheme {scheme!r}; known: {', '.join(schemes())}"
             )
-        provider = found[0].load()
+        try:
+            provider = found[0].load()
+        except Exception as e:
+            raise ConfigurationError(
+                f"the provider of scheme {scheme!r} ({found[0].value}) could not be loaded: {e}"
+            ) from e
     if not IBrokerProvider.providedBy(provider):
         raise ConfigurationError(f"{provider!r} does not provide IBrokerProvider")
     _registered[scheme] = provider
@@ -193,19 +198,18 @@ def connect(
         settings.
     :return: a Deferred firing with an :class:`~txqbroker.interfaces.IBroker`.
         Invalid URLs and options errback at once with a
-        :class:`~txqbroker.errors.ConfigurationError`.
+        :class:`~txqbroker.errors.ConfigurationError`; nothing is raised
+        (even by a third-party provider's ``connect``).
     """
     try:
         opts = options_for(url_or_config, **options)
         provider = provider_for(opts.scheme)
-    except ConfigurationError:
-        from twisted.internet.defer import fail
-
+    except Exception:
         return fail()
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    return provider.connect(opts, reactor)
+    return maybeDeferred(provider.connect, opts, reactor)
 
 

@@ -23,7 +23,14 @@ from txqbroker.options import BrokerOptions
 from txqbroker.registry import check_options, options_for
 from txqbroker.tasks import load_task_modules, registry
 
-__all__ = ["Options", "makeService", "DEFAULT_BACKEND", "SECRET_ENV", "backend_options"]
+__all__ = [
+    "Options",
+    "makeService",
+    "DEFAULT_BACKEND",
+    "SECRET_ENV",
+    "EXIT_MISCONFIGURED",
+    "backend_options",
+]
 
 #: the embedded default: an SQLite file in the current directory
 DEFAULT_BACKEND = "sqlite:///txqbroker.sqlite3"
@@ -31,6 +38,10 @@ DEFAULT_BACKEND = "sqlite:///txqbroker.sqlite3"
 #: the environment variable holding the signing secret(s), newest first,
 #: separated by whitespace (so they never show in ``ps``)
 SECRET_ENV = "TXQBROKER_SECRET"
+
+#: the exit status of ``twistd qbroker`` when the broker refuses its
+#: configuration on connecting (``EX_CONFIG`` of ``sysexits.h``)
+EXIT_MISCONFIGURED = 78
 
 #: what a bare backend name means
 BACKEND_NAMES = {
@@ -113,7 +124,9 @@ class Options(usage.Options):
         "registered functions they name.  Only functions registered with "
         "@txqbroker.tasks.task in the --tasks modules run.  The signing secret "
         f"may be given in the {SECRET_ENV} environment variable (whitespace-"
-        "separated, newest first) so that it does not show in ps."
+        "separated, newest first) so that it does not show in ps.  The exit "
+        f"status is {EXIT_MISCONFIGURED} when the broker refuses its configuration "
+        "on connecting."
     )
 
     optParameters = [
@@ -249,6 +262,12 @@ class Options(usage.Options):
                 self["codec"], self["secrets"], self["broker"].name, self["max-age"]
             )
             load_task_modules(self["tasks"])
+            self["registry"] = registry.restricted_to(self["tasks"])
+            if not len(self["registry"]):
+                raise ConfigurationError(
+                    f"no task is registered in {', '.join(self['tasks'])}: "
+                    "decorate the functions that may run with @txqbroker.tasks.task"
+                )
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -268,6 +287,34 @@ def _make_codec(kind: str, secrets: list[str], queue: str, max_age: float | None
     from txqbroker.packages import make_codec
 
     return make_codec(kind, secrets, queue, max_age=max_age)
+
+
+def _exit_status(service: ConsumerService) -> None:
+    """
+    Once the reactor has stopped: when the broker refused its configuration
+    (the service then stopped the reactor itself), make the process exit
+    with :data:`EXIT_MISCONFIGURED` instead of twistd's 0, so that a
+    supervisor sees the failure.
+
+    twistd has no way to set its exit status, so the status is set at the
+    very end: an ``atexit`` function, registered now and so run first, after
+    twistd has finished (pidfile removed, log closed), flushes the standard
+    streams and ends the process with that status.
+    """
+    if service.configuration_error is None:
+        return
+    import atexit
+    import sys
+
+    def leave() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(EXIT_MISCONFIGURED)
+
+    atexit.register(leave)
 
 
 def makeService(options: Options) -> IService:
@@ -294,7 +341,7 @@ def makeService(options: Options) -> IService:
     service = ConsumerService(
         connect_queue,
         broker.name,
-        registry,
+        options["registry"],
         # salted with the queue's name as the broker resolves it (a URL may
         # name the queue); postOptions already checked the codec settings
         lambda queue: _make_codec(options["codec"], options["secrets"], queue, options["max-age"]),
@@ -304,6 +351,7 @@ def makeService(options: Options) -> IService:
         standalone=True,
         result_store=results,
     )
+    reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
     if results is None:
         return service
     # the consumer stops (and saves its last outcomes) before the store closes

@@ -161,6 +161,27 @@ class TaskRegistry:
         except (KeyError, TypeError):
             raise UnknownTask(f"no task is registered under the name {name!r}") from None
 
+    def restricted_to(self, modules: Iterable[str]) -> "TaskRegistry":
+        """
+        A registry of the tasks whose functions are defined in ``modules``
+        or their submodules: what ``twistd qbroker --tasks`` allows, and not
+        what other code imported along the way registered.
+        """
+        roots = tuple(modules)
+
+        def inside(module: object) -> bool:
+            return isinstance(module, str) and any(
+                module == root or module.startswith(root + ".") for root in roots
+            )
+
+        restricted = TaskRegistry()
+        restricted._tasks = {
+            name: entry
+            for name, entry in self._tasks.items()
+            if inside(getattr(entry.func, "__module__", None))
+        }
+        return restricted
+
     def names(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(self._tasks)

@@ -25,7 +25,7 @@ from txqbroker.client import (
 )
 from txqbroker.errors import ConfigurationError
 from txqbroker.memory import MemoryBroker
-from txqbroker.packages import make_codec
+from txqbroker.packages import make_codec, new_task
 from txqbroker.results import MemoryResultStore
 
 
@@ -308,3 +308,70 @@ def test_cancelling_a_call_during_its_enqueue_lets_the_enqueue_finish() -> None:
     assert client.codec.decode(package)["func"] == "f"
     assert results._waiters.ids() == []
     broker.disconnect()
+
+
+def test_the_consumer_logs_why_it_rejects_a_package_and_never_the_secret() -> None:
+    from twisted.logger import Logger, formatEvent
+
+    secret = "producer-and-consumer-secret"
+    pipe = Pipeline(codec=make_codec("json", [secret], "jobs"))
+    events: list[dict[str, Any]] = []
+    pipe.service.log = Logger(observer=events.append)
+    try:
+        ran: list[int] = []
+        pipe.register("note", ran.append)
+        forged = make_codec("json", ["an-attacker-secret"], "jobs").encode(new_task("note", [2], enqueued=0.0))
+        other_queue = make_codec("json", [secret], "other").encode(new_task("note", [3], enqueued=0.0))
+        unsigned = make_codec("json").encode(new_task("note", [4], enqueued=0.0))
+        for package in (forged, other_queue, unsigned):
+            result_of(pipe.producer.enqueue(package))
+        result_of(pipe.client.enqueue("note", 1))
+        pipe.start()
+        pipe.clock.advance(0.1)
+        assert ran == [1]
+        failed = pipe.store.queue("jobs:failed")
+        assert [failed.messages[m].payload for m in failed.ready] == [forged, other_queue, unsigned]
+        rejected = [e for e in events if e["log_format"].startswith("rejected package")]
+        assert [e["reason"] for e in rejected] == ["wrong-key", "wrong-key", "unsigned"]
+        text = "\n".join(formatEvent(e) for e in events)
+        assert "another queue" in text
+        for where in (text, repr(events)):
+            assert secret not in where and "an-attacker-secret" not in where
+    finally:
+        pipe.stop()
+
+
+def test_gather_results_over_many_calls(pipe: Pipeline) -> None:
+    from twisted.internet.defer import gatherResults
+
+    pipe.register("square", lambda x: x * x)
+    pipe.start()
+    d = gatherResults([pipe.client.call("square", i) for i in range(8)])
+    pipe.run(d)
+    assert result_of(d) == [i * i for i in range(8)]
+    assert pipe.results._waiters.ids() == [] and pipe.size() == 0
+
+
+def test_closing_the_result_store_ends_waits_with_a_typed_error() -> None:
+    from txqbroker.errors import BrokerUnavailable
+
+    clock = task.Clock()
+    broker = MemoryBroker(name="q", clock=clock)
+    results = MemoryResultStore(clock=clock)
+    client = Client(broker, results=results, clock=clock)
+    d = client.call("f")
+    result_of(results.close())
+    with pytest.raises(BrokerUnavailable, match="closed while waiting"):
+        result_of(d)
+    assert clock.getDelayedCalls() == []
+    broker.disconnect()
+
+
+def test_a_negative_timeout_is_refused_before_anything_is_enqueued(pipe: Pipeline) -> None:
+    for d in (pipe.client.call("f", timeout=-1), pipe.client.chain([Call("f")], timeout=-1),
+              pipe.client.result("some-id", timeout=-1)):
+        with pytest.raises(ConfigurationError, match="timeout"):
+            result_of(d)
+    assert pipe.size() == 0
+    with pytest.raises(ConfigurationError, match="timeout"):
+        Client(pipe.producer, timeout=-5, clock=pipe.clock)

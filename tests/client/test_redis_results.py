@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 import pytest
 import pytest_twisted
 import redis as redis_py
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.defer import CancelledError, gatherResults
 
 from tests.client.support import eventually
@@ -133,3 +133,65 @@ async def test_the_result_store_service_connects_while_it_runs(redis_server: Red
     assert (await service.get("svc-task"))["result"] == "ok"
     await service.stopService()
     assert not service.running
+
+
+def get_calls(raw: "redis_py.Redis[bytes]") -> int:
+    """How many GET commands the server has run."""
+    return int(raw.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+
+
+async def test_a_wait_does_not_poll(store: Any, redis_server: RedisServer) -> None:
+    raw = sync_client(redis_server)
+    channel = store.prefix + "quiet"
+    d = store.wait("quiet", 10)
+    await eventually(lambda: raw.pubsub_numsub(channel)[0][1] == 1)
+    # the one GET after subscribing (for an outcome saved before it) is done
+    await eventually(lambda: get_calls(raw) > 0)
+    before = get_calls(raw)
+    # absence of activity can only be watched for a while: half a second
+    # is many polling intervals of any polling loop
+    await task.deferLater(reactor, 0.5, lambda: None)
+    assert get_calls(raw) == before
+    assert not d.called
+    await store.save("quiet", outcome("quiet", "done"), ttl=60)
+    assert (await d)["result"] == "done"
+    assert get_calls(raw) == before
+
+
+async def test_a_cancelled_call_leaves_no_subscription_or_timer(store: Any, redis_server: RedisServer) -> None:
+    import txqbroker
+    from txqbroker.client import Client
+
+    raw = sync_client(redis_server)
+    broker = await txqbroker.connect(redis_server.url, name="cancelled-" + uuid.uuid4().hex[:8])
+    try:
+        client = Client(broker, results=store, timeout=120)
+        timers_before = set(reactor.getDelayedCalls())
+        d = client.call("app.tasks.never", 1)
+        [package] = await eventually(lambda: raw.lrange(f"django_q:{broker.name}:q", 0, -1))
+        task_id = json.loads(package)["id"]
+        channel = store.prefix + task_id
+        await eventually(lambda: raw.pubsub_numsub(channel)[0][1] == 1)
+        # the wait's 120 s timeout is pending
+        assert [c for c in set(reactor.getDelayedCalls()) - timers_before if c.getTime() > reactor.seconds() + 100]
+        d.cancel()
+        with pytest.raises(CancelledError):
+            await d
+        await eventually(lambda: raw.pubsub_numsub(channel)[0][1] == 0)
+        assert not [c for c in reactor.getDelayedCalls() if c.getTime() > reactor.seconds() + 100]
+        assert store._waiters.ids() == []
+        # the task itself is untouched: still queued for a consumer
+        assert await broker.queue_size() == 1
+    finally:
+        await broker.purge_queue()
+        await broker.disconnect()
+
+
+async def test_closing_the_store_ends_waits_with_a_typed_error(redis_server: RedisServer) -> None:
+    s = await connect_results(redis_server.url, result_prefix=f"test-{uuid.uuid4().hex[:8]}:")
+    raw = sync_client(redis_server)
+    d = s.wait("closing", 30)
+    await eventually(lambda: raw.pubsub_numsub(s.prefix + "closing")[0][1] == 1)
+    await s.close()
+    with pytest.raises(BrokerUnavailable, match="closed while waiting for closing"):
+        await d

@@ -1,6 +1,7 @@
 """
 The consumer service in-process against real brokers: a redis-server the
-tests start, and SQLite files.
+tests start, SQLite files and the Disque stand-in; and their outages (a server
+restart, a file locked by another process).
 """
 
 from __future__ import annotations
@@ -170,24 +171,101 @@ async def test_stop_during_a_run_loses_nothing(backend: str) -> None:
         assert len(done) + queued + dead == count
 
 
+class _RedisOutage:
+    """A redis-server the test stops and starts again (same port)."""
+
+    def __init__(self) -> None:
+        self.server = start_redis()
+        self.url = str(self.server.url)
+
+    async def stop(self) -> None:
+        self.server.stop()
+
+    async def start(self) -> None:
+        self.server.start()
+
+    async def close(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.server.directory, ignore_errors=True)
+
+
+class _DisqueOutage:
+    """The Disque stand-in, stopped as ``kill -9`` would and started again."""
+
+    def __init__(self) -> None:
+        from txqbroker.testing import DisqueServer
+
+        self.server = DisqueServer()
+        self.url = ""
+
+    async def open(self) -> None:
+        await self.server.start()
+        self.url = f"disque://{self.server.address}"
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def close(self) -> None:
+        await self.server.stop()
+
+
+async def _restarting(kind: str) -> Any:
+    if kind == "redis":
+        return _RedisOutage()
+    outage = _DisqueOutage()
+    await outage.open()
+    return outage
+
+
 @pytest.mark.deadline(60)
-async def test_redis_restart_survived() -> None:
-    server = start_redis()
+@pytest.mark.parametrize("kind", ["redis", "disque"])
+async def test_broker_restart_survived(kind: str) -> None:
+    """The server goes away mid-run and comes back on the same port."""
+    outage = await _restarting(kind)
     done: list[int] = []
     registry = TaskRegistry()
     registry.register(done.append, name="note")
     try:
-        async with Run(server.url, registry) as run:
+        async with Run(outage.url, registry) as run:
             await run.enqueue("note", 1)
             run.service.startService()
             await until(lambda: done == [1], what="first task")
-            server.stop()
+            await outage.stop()
             await until(lambda: run.service.stats.state == "broker-down", what="broker-down noticed")
-            server.start()
+            await outage.start()
             await until(lambda: run.service.stats.state == "running", timeout=20, what="recovery")
             await run.enqueue("note", 2)
             await until(lambda: done == [1, 2], timeout=20, what="task after restart")
             assert run.service.running
     finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
+        await outage.close()
+
+
+@pytest.mark.deadline(60)
+async def test_sqlite_locked_file_survived(tmp_path: Any) -> None:
+    """Another process holds the file's write lock for a while."""
+    import sqlite3
+
+    path = tmp_path / "queue.db"
+    done: list[int] = []
+    registry = TaskRegistry()
+    registry.register(done.append, name="note")
+    async with Run(f"sqlite:///{path}?timeout=0.3", registry) as run:
+        await run.enqueue("note", 1)
+        run.service.startService()
+        await until(lambda: done == [1], what="first task")
+        await run.enqueue("note", 2)
+        holder = sqlite3.connect(str(path), timeout=5, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            await until(lambda: run.service.stats.state == "broker-down", what="broker-down noticed")
+            assert done == [1]
+            holder.execute("COMMIT")
+        finally:
+            holder.close()
+        await until(lambda: done == [1, 2], timeout=20, what="task after the lock")
+        await until(lambda: run.service.stats.state == "running", what="recovery")
+        assert run.service.running

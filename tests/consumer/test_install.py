@@ -26,7 +26,7 @@ async def test_plugin_listed_after_pip_install(tmp_path: Any) -> None:
 
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("setup.py", "README.rst"):
+    for name in ("setup.py", "pyproject.toml", "README.rst", "LICENSE"):
         shutil.copy(os.path.join(ROOT, name), source / name)
     ignore = shutil.ignore_patterns("__pycache__", "dropin.cache")
     for name in ("txqbroker", "twisted"):

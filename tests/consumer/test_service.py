@@ -342,6 +342,35 @@ def test_broker_down_backs_off_without_spinning() -> None:
     finish(rig)
 
 
+def test_unexpected_dequeue_error_shows_its_traceback_once_and_is_retried() -> None:
+    """A bug (not a BrokerError) is logged with its traceback, then backed off like an outage."""
+    clock = task.Clock()
+    done: list[int] = []
+    events: list[dict[str, Any]] = []
+    rig = Rig(clock, registry_with(ok=done.append), broker_class=FlakyBroker)
+    rig.service.log = Logger(observer=events.append)
+    rig.service.startService()
+    rig.turn(0)
+    broker = rig.broker
+    calls = []
+
+    def broken() -> Any:
+        calls.append(1)
+        raise TypeError("a provider bug")
+
+    broker.dequeue = broken  # type: ignore[method-assign]
+    rig.turn(1.0)
+    rig.turn(20, steps=200)
+    failures = [e for e in events if "log_failure" in e]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(TypeError)
+    assert 3 <= len(calls) <= 8 and rig.service.stats.state == "broker-down"
+    del broker.dequeue
+    rig.enqueue(package("ok", 1))
+    rig.turn(31, steps=31)
+    assert done == [1] and rig.service.stats.state == "running"
+    finish(rig)
+
+
 def test_stats_published_with_expiry() -> None:
     clock = task.Clock()
     rig = Rig(clock, registry_with(ok=lambda: None), stats_interval=5)

@@ -18,7 +18,7 @@ from txqbroker.errors import BrokerUnavailable
 from txqbroker.memory import MemoryBroker
 from txqbroker.packages import JSONCodec, SignedCodec, make_codec, new_task
 from txqbroker.tap import SECRET_ENV, Options, makeService, read_secrets
-from txqbroker.tasks import TaskRegistry
+from txqbroker.tasks import TaskRegistry, registry as global_registry
 
 
 def parse(*args: str) -> Options:
@@ -81,6 +81,17 @@ def test_invalid_options_name_the_problem(args: list[str], message: str) -> None
 def test_tasks_are_required() -> None:
     with pytest.raises(usage.UsageError, match="--tasks"):
         Options().parseOptions([])
+
+
+def test_only_tasks_defined_in_the_tasks_modules_run() -> None:
+    options = Options()
+    options.parseOptions(["--tasks=tests.consumer.importing_tasks"])
+    allowed = options["registry"]
+    assert allowed.names() == ["importing.own"]
+    # registered in the process, but by a module that --tasks did not name
+    assert "demo.add" in global_registry and "demo.add" not in allowed
+    with pytest.raises(usage.UsageError, match="no task is registered in tests.consumer.waiting"):
+        Options().parseOptions(["--tasks=tests.consumer.waiting"])
 
 
 def test_make_service() -> None:

@@ -86,12 +86,13 @@ async def test_sigterm_during_a_run_loses_nothing(redis_server: Any, tmp_path: A
 
 
 @pytest.mark.deadline(60)
-async def test_second_sigterm_ends_the_drain(redis_server: Any, tmp_path: Any) -> None:
+@pytest.mark.parametrize("reactor", [None, "asyncio"])
+async def test_second_sigterm_ends_the_drain(redis_server: Any, tmp_path: Any, reactor: str | None) -> None:
     record = tmp_path / "record"
     async with Queues(redis_server.url) as queues:
         await queues.enqueue(3, "sample.record", 120)
         child = spawn(
-            qbroker(queues, "--concurrency=2", "--drain-timeout=60", "--stats-interval=0.2"),
+            qbroker(queues, "--concurrency=2", "--drain-timeout=60", "--stats-interval=0.2", reactor=reactor),
             cwd=str(tmp_path),
             TXQ_TEST_RECORD=str(record),
         )
@@ -218,3 +219,50 @@ async def test_twist_json_log_has_structured_fields(redis_server: Any, tmp_path:
     assert {e["func"] for e in events} == {"sample.noop"}
     assert all(e["attempt"] == 1 and e["duration"] >= 0 and len(e["task_id"]) == 32 for e in events)
     assert all(e["queue"] == queues.name for e in events)
+
+
+async def test_configuration_refused_at_connect_exits_non_zero(tmp_path: Any) -> None:
+    """A broker that refuses its configuration only on connecting: twistd exits 78."""
+    from txqbroker.tap import EXIT_MISCONFIGURED
+
+    (tmp_path / "queue.db").write_bytes(b"this is not an SQLite database" * 200)
+    for program in ("twistd", "twist"):
+        args = [program, *(["-n", "--pidfile="] if program == "twistd" else ["--log-format=text"])]
+        child = await run(
+            [*args, "qbroker", "--backend=sqlite:///queue.db", "--tasks=tests.consumer.sample_tasks"],
+            cwd=str(tmp_path),
+        )
+        assert child.status == EXIT_MISCONFIGURED, (program, child.output[-1500:])
+        assert "refused its configuration" in child.output and "is not an SQLite database" in child.output
+        assert "Traceback" not in child.output
+
+
+@pytest.mark.deadline(60)
+async def test_signed_packages_and_secrets_never_logged(tmp_path: Any) -> None:
+    """
+    The command line signs with ``TXQBROKER_SECRET``; ``twistd qbroker``
+    verifies with ``--secret`` (newest first); neither shows a secret.
+    """
+    record = tmp_path / "record"
+    url, secret, old = "sqlite:///queue.db", "s3cret-Value-new", "s3cret-Value-old"
+    cli = ["python", "-m", "txqbroker", "-b", url, "-q", "signed"]
+    enqueued = await run([*cli, "enqueue", "sample.record", "7", "--count=3"], cwd=str(tmp_path), TXQBROKER_SECRET=old)
+    assert enqueued.status == 0, enqueued.output
+    forged = await run([*cli, "enqueue", "sample.record", "99"], cwd=str(tmp_path), TXQBROKER_SECRET="intruder")
+    assert forged.status == 0, forged.output
+    child = spawn(
+        ["twistd", "-n", "--pidfile=", "qbroker", f"--backend={url}", "--queue=signed",
+         "--tasks=tests.consumer.sample_tasks", f"--secret={secret}", f"--secret={old}"],
+        cwd=str(tmp_path),
+        TXQ_TEST_RECORD=str(record),
+    )
+    try:
+        await until(lambda: len(recorded(record)) == 3 and "moved to signed:failed" in child.output, timeout=30)
+    finally:
+        child.kill("TERM")
+    await finish(child, 30)
+    assert "wrong-key" in child.output
+    for text in (enqueued.output, forged.output, child.output):
+        assert secret not in text and old not in text and "intruder" not in text
+    failed = await run([*cli, "size", "--failed"], cwd=str(tmp_path))
+    assert failed.out.decode().strip() == "1"

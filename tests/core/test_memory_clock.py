@@ -121,3 +121,47 @@ def test_disconnect_cancels_timers_and_keeps_packages() -> None:
     result_of(broker.disconnect())
     assert clock.getDelayedCalls() == []
     assert result_of(broker.ping()) is False
+
+
+def test_disconnect_hands_back_what_this_broker_held_and_stops_its_waits() -> None:
+    clock, store = Clock(), MemoryStore()
+    leaving = MemoryBroker(name="q", retry=30, bulk=2, clock=clock, store=store, wait=0)
+    staying = MemoryBroker(name="q", retry=30, clock=clock, store=store, wait=5)
+    for payload in (b"a", b"b", b"c"):
+        result_of(leaving.enqueue(payload))
+    assert [p for _, p in result_of(leaving.dequeue())] == [b"a", b"b"]
+    [(kept, payload)] = result_of(staying.dequeue())
+    assert payload == b"c"
+    waiting = MemoryBroker(name="q", clock=clock, store=store, wait=5)
+    pending = waiting.dequeue()
+    result_of(waiting.disconnect())
+    assert result_of(pending) == []
+    result_of(leaving.disconnect())
+    # what the leaving broker held is queued again at once, in order; what
+    # the other broker holds keeps its receipt and its timer
+    assert result_of(staying.queue_size()) == 2
+    assert [p for _, p in result_of(staying.dequeue())] == [b"a"]
+    result_of(staying.acknowledge(kept))
+    assert staying.in_flight() == 1
+    result_of(staying.disconnect())
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_disconnected_memory_broker_refuses_work() -> None:
+    from txqbroker.errors import BrokerUnavailable
+
+    broker = MemoryBroker(name="q", clock=Clock())
+    result_of(broker.disconnect())
+    assert result_of(broker.ping()) is False
+    for operation in (lambda: broker.enqueue(b"x"), broker.dequeue, broker.queue_size, broker.info):
+        assert isinstance(result_of(operation()).value, BrokerUnavailable)
+    result_of(broker.disconnect())  # twice is harmless
+
+
+def test_bad_stats_are_refused() -> None:
+    from txqbroker.errors import ConfigurationError, InvalidPayload
+
+    broker = MemoryBroker(name="q", clock=Clock())
+    assert isinstance(result_of(broker.set_stat("k", "text", 3)).value, InvalidPayload)  # type: ignore[arg-type]
+    assert isinstance(result_of(broker.set_stat("k", b"v", 0)).value, ConfigurationError)
+    assert result_of(broker.get_stat("k")) is None

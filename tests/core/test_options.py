@@ -129,3 +129,25 @@ def test_bad_dicts(config: object) -> None:
 def test_defaults_follow_django_q() -> None:
     opts = BrokerOptions()
     assert (opts.name, opts.bulk, opts.retry, opts.wait) == ("default", 1, 60.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ironmq://s3cr3t-token@127.0.0.1:bad/project/queue",
+        "redis://alice:s3cr3t-token@host:bad/0",
+        "redis://host:bad/0?password=s3cr3t-token&db=1",
+    ],
+    ids=["lone-token", "user-and-password", "query-parameter"],
+)
+def test_malformed_url_messages_hide_every_kind_of_secret(url: str) -> None:
+    with pytest.raises(InvalidURL) as e:
+        parse_url(url)
+    assert "s3cr3t-token" not in str(e.value) and "***" in str(e.value)
+
+
+def test_a_dict_ssl_flag_is_a_yes_or_no_value() -> None:
+    assert from_config({"host": "h", "ssl": "false"}).scheme == "redis"
+    assert from_config({"host": "h", "ssl": "true"}).scheme == "rediss"
+    with pytest.raises(ConfigurationError):
+        from_config({"host": "h", "ssl": "perhaps"})

@@ -66,14 +66,26 @@ def test_memory_provider_provides_the_interface() -> None:
     assert IBrokerProvider.providedBy(provider_for("memory"))
 
 
+def run_with_distribution(tmp_path: Any, name: str, entry_point: str, code: str) -> str:
+    """
+    Run ``code`` in a subprocess that sees a fake installed distribution
+    ``name`` (in ``tmp_path``) declaring the ``txqbroker.brokers`` entry
+    point ``entry_point``; its standard output.
+    """
+    dist = tmp_path / f"{name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[txqbroker.brokers]\n{entry_point}\n")
+    script = f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n" + code
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_entry_point_providers_are_found(tmp_path: Any) -> None:
     """A package that declares a ``txqbroker.brokers`` entry point is found
     without touching txqbroker (checked in a subprocess with a fake
     distribution on sys.path)."""
-    dist = tmp_path / "toyprovider-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyprovider\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[txqbroker.brokers]\ntoyep = toyprovider:provider\n")
     (tmp_path / "toyprovider.py").write_text(
         "from zope.interface import provider as provides\n"
         "from twisted.internet.defer import succeed\n"
@@ -86,15 +98,15 @@ def test_entry_point_providers_are_found(tmp_path: Any) -> None:
         "    def connect(options, reactor):\n"
         "        return succeed(MemoryBroker(options=options, clock=reactor))\n"
     )
-    code = (
-        "import sys; sys.path.insert(0, %r)\n"
+    out = run_with_distribution(
+        tmp_path,
+        "toyprovider",
+        "toyep = toyprovider:provider",
         "from txqbroker.registry import provider_for, schemes\n"
         "assert 'toyep' in schemes(), schemes()\n"
-        "print(provider_for('toyep').schemes)\n" % str(tmp_path)
+        "print(provider_for('toyep').schemes)\n",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert "toyep" in out.stdout
+    assert "toyep" in out
 
 
 def test_import_installs_no_reactor() -> None:
@@ -129,3 +141,29 @@ def test_check_options_without_connecting(url: str, options: dict, words: str | 
     with pytest.raises(ConfigurationError) as e:
         check_options(parsed)
     assert words in str(e.value)
+
+
+async def test_a_provider_that_raises_still_errbacks() -> None:
+    @implementer(IBrokerProvider)
+    class Broken:
+        schemes = ("brokenq",)
+
+        def connect(self, options: Any, reactor: Any) -> Any:
+            raise ConfigurationError("no such queue")
+
+    register(Broken())
+    d = txqbroker.connect("brokenq://anywhere/")
+    with pytest.raises(ConfigurationError, match="no such queue"):
+        await d
+
+
+def test_an_entry_point_that_cannot_load_is_a_typed_error(tmp_path: Any) -> None:
+    out = run_with_distribution(
+        tmp_path,
+        "badprovider",
+        "badep = missing_module_xyz:provider",
+        "import txqbroker\n"
+        "d = txqbroker.connect('badep://host/')\n"
+        "d.addErrback(lambda f: print(f.type.__name__, f.getErrorMessage()))\n",
+    )
+    assert out.startswith("ConfigurationError") and "missing_module_xyz" in out

@@ -19,11 +19,12 @@ from txqbroker.disque import (
     CommandError,
     DisqueBroker,
     NoJob,
+    NotReplicated,
     QueuePaused,
     QueueTooLong,
 )
 from txqbroker.disque.types import Job
-from txqbroker.errors import ConfigurationError, UnknownReceipt
+from txqbroker.errors import AuthenticationError, ConfigurationError, UnknownReceipt
 from txqbroker.interfaces import IReleasable, IStats
 from txqbroker.memory import MemoryBroker
 from zope.interface.verify import verifyObject
@@ -67,6 +68,38 @@ async def test_commands_and_reply_shapes() -> None:
         assert (await conn.info("server"))["disque_version"]
 
 
+
+async def test_every_option_reaches_the_server() -> None:
+    async with Nodes() as nodes:
+        conn = nodes.connection()
+        queue = unique_name("opt")
+        delayed = await conn.addjob(queue, b"later", 0, replicate=1, delay=100, retry=30, ttl=600)
+        shown = await conn.show(delayed)
+        assert shown is not None and (shown["state"], shown["delay"]) == ("active", 100)
+        assert await conn.qlen(queue) == 0
+        # DELJOB removes this node's copy
+        assert await conn.deljob(delayed) == 1
+        assert await conn.show(delayed) is None
+        first = await conn.addjob(queue, b"a", replicate=1, async_=True)
+        second = await conn.addjob(queue, b"b", replicate=1, maxlen=5)
+        third = await conn.addjob(queue, b"c", replicate=1)
+        assert [j.id for j in await conn.qpeek(queue, 2)] == [first, second]
+        assert [j.id for j in await conn.qpeek(queue, -2)] == [third, second]
+        _, long_queues = await conn.qscan(busyloop=True, minlen=3)
+        _, short_queues = await conn.qscan(busyloop=True, maxlen=2)
+        assert queue in long_queues and queue not in short_queues
+        [job] = await conn.getjob(queue, count=1, timeout=1000)
+        assert job.id == first and job.nacks is None
+        assert await conn.ackjob(first, second, third) == 3
+
+
+async def test_auth_to_a_node_without_a_password_is_refused() -> None:
+    async with Nodes() as nodes:
+        conn = nodes.connection()
+        # Disque: "ERR Client sent AUTH, but no password is set"
+        with pytest.raises(AuthenticationError):
+            await conn.auth("not-set")
+
 async def test_scans_follow_the_cursor() -> None:
     async with Nodes() as nodes:
         conn = nodes.connection()
@@ -109,6 +142,11 @@ async def test_errors_are_typed() -> None:
         await conn.addjob(queue, b"a", replicate=1)
         with pytest.raises(QueueTooLong):
             await conn.addjob(queue, b"b", replicate=1, maxlen=1)
+        # more copies than there are nodes
+        nodes_known = len((await conn.hello()).nodes)
+        with pytest.raises(NotReplicated) as norepl:
+            await conn.addjob(queue, b"c", 100, replicate=nodes_known + 1)
+        assert norepl.value.code == "NOREPL"
         # the connection is still in step after errors
         assert await conn.qlen(queue) == 1
 
@@ -312,3 +350,60 @@ async def test_pipelined_commands_reply_in_order() -> None:
         finally:
             proto.close()
             await proto.lost
+
+
+async def test_exact_parser_connection_works_the_same() -> None:
+    async with Nodes() as nodes:
+        queue = unique_name("e")
+        for conn in (nodes.connection(exact=True), nodes.connection()):
+            job_id = await conn.addjob(queue, b"\x00body", retry=10)
+            assert isinstance(job_id, str) and len(job_id) == 40
+            [job] = await conn.getjob(queue, timeout=1000, withcounters=True)
+            assert (job.id, job.body, job.nacks) == (job_id, b"\x00body", 0)
+            assert await conn.getjob(queue, nohang=True) == []
+            assert await conn.qstat(unique_name("nope")) is None
+            assert await conn.pause(queue, "state") == "none"
+            assert await conn.ackjob(job_id) == 1
+
+
+async def test_cancelled_blocking_getjob_hands_the_job_back() -> None:
+    async with Nodes() as nodes:
+        broker = await nodes.broker(retry=300, wait=5)
+        await give_up_on_a_dequeue(broker)
+        job_id = await broker.enqueue(b"keep me")
+        # handed back with NACK: queued again at once, nacks counted
+        shown = await eventually(lambda: _queued(broker, job_id), 5)
+        assert shown and shown["nacks"] == 1
+        [(receipt, payload)] = await broker.dequeue()
+        assert (receipt, payload) == (job_id, b"keep me")
+        await broker.acknowledge(receipt)
+
+
+async def _queued(broker: Any, job_id: str) -> Any:
+    shown = await broker.connection.show(job_id)
+    return shown if shown and shown["state"] == "queued" else None
+
+
+async def test_purge_walks_every_jscan_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    import txqbroker.disque.broker as disque_broker
+
+    monkeypatch.setattr(disque_broker, "_SCAN_PAGE", 2)
+    async with Nodes() as nodes:
+        broker = await nodes.broker(retry=60, bulk=2, wait=0)
+        for i in range(7):
+            await broker.enqueue(b"%d" % i)
+        delivered = await broker.dequeue()  # delivered jobs are purged too
+        assert len(delivered) == 2
+        pages: list[str] = []
+        scan = broker.connection.jscan
+
+        def counting_jscan(cursor: Any = 0, **options: Any) -> Any:
+            pages.append(str(cursor))
+            return scan(cursor, **options)
+
+        monkeypatch.setattr(broker.connection, "jscan", counting_jscan)
+        await broker.purge_queue()
+        assert len(pages) >= 4 and pages[0] == "0"
+        assert await broker.queue_size() == 0
+        _, left = await scan(0, busyloop=True, queue=broker.name)
+        assert left == []

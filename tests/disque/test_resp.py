@@ -142,3 +142,45 @@ def test_make_parser_prefers_hiredis_unless_exact() -> None:
     assert isinstance(make_parser(exact=True), PythonParser)
     default = make_parser()
     assert isinstance(default, HiredisParser if hiredis_available() else PythonParser)
+
+
+def test_without_hiredis_the_python_parser_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "hiredis", None)  # import hiredis -> ImportError
+    assert not hiredis_available()
+    assert isinstance(make_parser(), PythonParser)
+
+
+@pytest.mark.parametrize(
+    "message, kind",
+    [
+        ("ERR syntax error", "CommandError"),
+        ("BADID Invalid Job ID format.", "BadJobId"),
+        ("NOJOB Job not known in the context of this node.", "NoJob"),
+        ("NOREPL Not enough reachable nodes for the requested replication level", "NotReplicated"),
+        ("MAXLEN Queue is already longer than the specified MAXLEN count", "QueueTooLong"),
+        ("PAUSED Queue paused in input, try later", "QueuePaused"),
+        ("TOOLATE Half of job TTL already elapsed", "TooLate"),
+        ("LEAVING This node is leaving the cluster", "NodeLeaving"),
+        ("SOMETHINGNEW we have not seen", "DisqueError"),
+    ],
+)
+def test_error_replies_map_to_typed_errors(message: str, kind: str) -> None:
+    import txqbroker.disque as disque
+    from txqbroker.disque.errors import error_from_reply
+    from txqbroker.errors import ServerError
+
+    error = error_from_reply(ErrorReply(message), b"ADDJOB")
+    assert type(error) is getattr(disque, kind)
+    assert isinstance(error, ServerError)
+    assert error.code == message.split()[0]
+
+
+def test_auth_errors_are_authentication_errors() -> None:
+    from txqbroker.disque.errors import error_from_reply
+    from txqbroker.errors import AuthenticationError
+
+    for message, command in (("ERR invalid password", b"AUTH"), ("NOAUTH Authentication required.", b"QLEN")):
+        error = error_from_reply(ErrorReply(message), command)
+        assert isinstance(error, AuthenticationError)

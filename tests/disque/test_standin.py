@@ -5,16 +5,19 @@ nodes): skipped when ``TXQBROKER_DISQUE_NODES`` points at a real Disque.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 from typing import Any
 
 import pytest
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import ProcessProtocol
 
 import txqbroker
-from tests.disque.helpers import eventually, give_up_on_a_dequeue
+from tests.disque.helpers import blocked_on, eventually
 from tests.harnesses.disque import real_nodes
-from txqbroker.disque import DisqueConnection, NodeLeaving
+from txqbroker.disque import DisqueConnection, NodeLeaving, TooLate
 from txqbroker.disque.types import text
 from txqbroker.errors import AuthenticationError, BrokerUnavailable
 from txqbroker.testing import DisqueServer, StandInCluster
@@ -62,6 +65,28 @@ async def test_auth() -> None:
         await server.stop()
 
 
+
+async def test_auth_command() -> None:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    from txqbroker.disque import DisqueProtocol
+
+    server = DisqueServer(reactor, password="s3cret")
+    await server.start()
+    proto = DisqueProtocol()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", server.port), proto)
+    try:
+        with pytest.raises(AuthenticationError):
+            await proto.qlen("q")  # NOAUTH
+        with pytest.raises(AuthenticationError):
+            await proto.auth("wrong")
+        assert await proto.auth("s3cret") is None
+        assert await proto.qlen("q") == 0
+    finally:
+        proto.close()
+        await proto.lost
+        await server.stop()
+
 async def test_retry_and_ttl_on_the_injected_clock() -> None:
     clock = task.Clock()
     server = DisqueServer(reactor, clock=clock, rng=random.Random(1))
@@ -77,6 +102,12 @@ async def test_retry_and_ttl_on_the_injected_clock() -> None:
             clock.advance(0.1)
         [job] = await broker.dequeue_with_counters()
         assert job.additional_deliveries == 1
+        assert await broker.connection.working(receipt) == 30  # at 30.6 s of 100
+        clock.advance(20)
+        # half the TTL has passed: the lease can no longer be extended
+        with pytest.raises(TooLate) as late:
+            await broker.connection.working(receipt)
+        assert late.value.code == "TOOLATE"
         clock.advance(100)  # TTL
         assert await broker.connection.show(receipt) is None
     finally:
@@ -143,6 +174,31 @@ async def test_failover_when_a_node_stops_mid_run_loses_nothing() -> None:
             await server.stop()
 
 
+
+async def test_a_dequeue_blocked_on_a_node_that_dies_moves_on() -> None:
+    cluster, servers = await _cluster(2)
+    nodes = ",".join(s.address for s in servers)
+    broker = await txqbroker.connect(f"disque://{nodes}/b", retry=5, wait=10, replicate=1)
+    try:
+        pending = broker.dequeue()
+        assert await eventually(lambda: blocked_on(broker), 5)
+        victim = next(s for s in servers if s.node_id == broker.connection.node_id)
+        await victim.stop()
+        # the GETJOB is sent again to the other node, where the job comes
+        await eventually(lambda: _connected_elsewhere(broker, victim), 5)
+        task_id = await broker.enqueue(b"after the failover")
+        assert [(r, p) for r, p in await pending] == [(task_id, b"after the failover")]
+        await broker.acknowledge(task_id)
+    finally:
+        await broker.disconnect()
+        for server in servers:
+            await server.stop()
+
+
+async def _connected_elsewhere(broker: Any, victim: DisqueServer) -> bool:
+    hello = await broker.connection.hello()
+    return hello.node_id != victim.node_id
+
 async def test_leaving_node_is_left_for_another() -> None:
     cluster, servers = await _cluster(2)
     first, second = servers
@@ -208,45 +264,46 @@ async def test_follow_producer_moves_to_the_producing_node() -> None:
             await server.stop()
 
 
-async def test_exact_parser_connection_works_the_same() -> None:
-    server = DisqueServer(reactor)
-    await server.start()
-    exact = DisqueConnection([("127.0.0.1", server.port)], reactor, exact=True)
-    fast = DisqueConnection([("127.0.0.1", server.port)], reactor)
+class _NodesProcess(ProcessProtocol):
+    """``python -m txqbroker.testing.disque``: its first line, and its end."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.address: defer.Deferred[str] = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if b"\n" in self.output and not self.address.called:
+            self.address.callback(self.output.split(b"\n")[0].decode())
+
+    def processEnded(self, reason: Any) -> None:
+        if not self.address.called:
+            self.address.errback(reason)
+        self.ended.callback(None)
+
+
+async def test_nodes_run_in_a_process_of_their_own() -> None:
+    process = _NodesProcess()
+    transport = reactor.spawnProcess(
+        process,
+        sys.executable,
+        [sys.executable, "-m", "txqbroker.testing.disque", "--nodes", "2", "--password", "pw"],
+        env=dict(os.environ),
+    )
     try:
-        for conn in (exact, fast):
-            job_id = await conn.addjob("e", b"\x00body", retry=10)
-            assert isinstance(job_id, str) and len(job_id) == 40
-            [job] = await conn.getjob("e", timeout=100, withcounters=True)
-            assert (job.id, job.body, job.nacks) == (job_id, b"\x00body", 0)
-            assert await conn.getjob("e", nohang=True) == []
-            assert await conn.qstat("nope") is None
-            assert await conn.pause("e", "state") == "none"
-            assert await conn.ackjob(job_id) == 1
+        address = await process.address.addTimeout(20, reactor)
+        assert len(address.split(",")) == 2
+        broker = await txqbroker.connect(f"disque://:pw@{address}/p", retry=5)
+        try:
+            assert len((await broker.connection.hello()).nodes) == 2
+            task_id = await broker.enqueue(b"out of process")
+            [(receipt, payload)] = await broker.dequeue()
+            assert (receipt, payload) == (task_id, b"out of process")
+            await broker.acknowledge(receipt)
+        finally:
+            await broker.disconnect()
     finally:
-        await exact.disconnect()
-        await fast.disconnect()
-        await server.stop()
-
-
-async def test_cancelled_blocking_getjob_hands_the_job_back() -> None:
-    server = DisqueServer(reactor)
-    await server.start()
-    broker = await txqbroker.connect(server.url("h", retry=300), wait=5)
-    try:
-        await give_up_on_a_dequeue(broker)
-        job_id = await broker.enqueue(b"keep me")
-        # handed back with NACK: queued again at once, nacks counted
-        shown = await eventually(lambda: _queued(broker, job_id), 5)
-        assert shown["nacks"] == 1
-        [(receipt, payload)] = await broker.dequeue()
-        assert (receipt, payload) == (job_id, b"keep me")
-        await broker.acknowledge(receipt)
-    finally:
-        await broker.disconnect()
-        await server.stop()
-
-
-async def _queued(broker: Any, job_id: str) -> Any:
-    shown = await broker.connection.show(job_id)
-    return shown if shown and shown["state"] == "queued" else None
+        if transport.pid is not None:
+            transport.signalProcess("TERM")
+        await process.ended

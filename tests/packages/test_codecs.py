@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.packages.support import assert_rejected
 from txqbroker.errors import ConfigurationError, PackageError
 from txqbroker.packages import (
     BadSignature,
@@ -63,6 +64,7 @@ def test_json_round_trip_keeps_every_field() -> None:
         (b'{"id": "x", "func": "f", "args": [], "kwargs": {}, "attempt": "1"}', "'attempt'"),
         (b'{"id": "x", "func": "f", "args": [], "kwargs": {}, "meta": {"save": 1}}', "'save'"),
         (b"\xff\xfe", "not valid JSON"),
+        (b"[" * 200_000, "too deeply"),
     ],
 )
 def test_json_rejects_malformed_packages_naming_the_problem(package: bytes, words: str) -> None:
@@ -77,6 +79,12 @@ def test_json_refuses_tasks_it_cannot_encode() -> None:
         JSONCodec().encode(task)
     with pytest.raises(MalformedPackage, match="'func'"):
         JSONCodec().encode({"id": "x", "args": [], "kwargs": {}})
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    task["args"] = [deep]
+    with pytest.raises(MalformedPackage, match="cannot be encoded as JSON"):
+        JSONCodec().encode(task)
 
 
 def test_unsigned_codec_says_a_signed_package_needs_the_secret() -> None:
@@ -128,49 +136,88 @@ def test_key_rotation() -> None:
     assert len(rotating.key_ids) == 2
 
 
-def test_rejections_are_distinct_and_say_why() -> None:
-    clock = FakeTime(10_000.0)
-    codec = make_codec("json", ["secret"], "jobs", max_age=3600, max_size=4096, now=clock)
-    good = codec.encode(a_task())
-    parts = good.split(b".", 5)
+SIGNED_AT = 10_000.0
+JOBS_SECRET = "jobs-signing-key"
 
-    tampered = good.replace(b'"size":128', b'"size":999')
-    truncated = good[:-10]
-    unsigned = JSONCodec().encode(a_task())
-    wrong_key = make_codec("json", ["another"], "jobs", now=clock).encode(a_task())
-    other_queue = make_codec("json", ["secret"], "other", now=clock).encode(a_task())
-    oversized = make_codec("json", ["secret"], "jobs", now=clock).encode(
-        a_task(group="x" * 5000)
-    )
-    clock.now += 3601
-    cases = {
-        TamperedPackage: tampered,
-        TruncatedPackage: truncated,
-        UnsignedPackage: unsigned,
-        WrongKey: wrong_key,
-        ExpiredPackage: good,
-        PackageTooLarge: oversized,
-    }
-    seen = set()
-    for kind, package in cases.items():
+
+def strict_codec() -> Any:
+    """Accepts packages for queue ``jobs`` up to an hour old and 4 KiB, an hour and a second after ``SIGNED_AT``."""
+    return make_codec("json", [JOBS_SECRET], "jobs", max_age=3600, max_size=4096, now=FakeTime(SIGNED_AT + 3601))
+
+
+def bad_package(kind: str) -> bytes:
+    """A package signed at ``SIGNED_AT`` that is bad in one way."""
+    clock = FakeTime(SIGNED_AT)
+    good = make_codec("json", [JOBS_SECRET], "jobs", now=clock).encode(a_task())
+    if kind == "tampered":
+        return good.replace(b'"size":128', b'"size":999')
+    if kind == "appended":
+        return good + b" "
+    if kind == "truncated":
+        return good[:-10]
+    if kind == "cut-in-header":
+        return good[:12]
+    if kind == "cut-in-signature":
+        parts = good.split(b".", 5)
+        return b".".join(parts[:4] + [parts[4][:-5], parts[5]])
+    if kind == "unsigned":
+        return JSONCodec().encode(a_task())
+    if kind == "wrong-key":
+        return make_codec("json", ["another-key"], "jobs", now=clock).encode(a_task())
+    if kind == "other-queue":
+        return make_codec("json", [JOBS_SECRET], "other", now=clock).encode(a_task())
+    if kind == "expired":
+        return good
+    if kind == "oversized":
+        return make_codec("json", [JOBS_SECRET], "jobs", now=clock).encode(a_task(group="x" * 5000))
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind, error, words",
+    [
+        ("tampered", TamperedPackage, "altered after it was signed"),
+        ("appended", TamperedPackage, "altered after it was signed"),
+        ("truncated", TruncatedPackage, "its header says"),
+        ("cut-in-header", TruncatedPackage, "inside its signature header"),
+        ("cut-in-signature", TruncatedPackage, "inside its signature"),
+        ("unsigned", UnsignedPackage, "not signed"),
+        ("wrong-key", WrongKey, "another secret"),
+        ("other-queue", WrongKey, "another queue"),
+        ("expired", ExpiredPackage, "signed 3601 s ago"),
+        ("oversized", PackageTooLarge, "at most 4096"),
+    ],
+)
+def test_each_bad_package_has_its_own_error(kind: str, error: type, words: str) -> None:
+    assert_rejected(strict_codec(), bad_package(kind), error, words, [JOBS_SECRET, "another-key"])
+
+
+@pytest.mark.parametrize("field", [2, 3])
+def test_a_header_number_too_long_for_int_is_malformed(field: int) -> None:
+    # int() refuses more than 4300 digits with a plain ValueError
+    parts = make_codec("json", [JOBS_SECRET], "jobs").encode(a_task()).split(b".", 5)
+    parts[field] = b"9" * 5000
+    with pytest.raises(MalformedPackage, match="not well formed"):
+        make_codec("json", [JOBS_SECRET], "jobs").decode(b".".join(parts))
+
+
+def test_each_rejection_has_its_own_reason_word() -> None:
+    reasons = {}
+    for kind in ("tampered", "truncated", "unsigned", "wrong-key", "expired", "oversized"):
         with pytest.raises(PackageError) as info:
-            codec.decode(package)
-        assert type(info.value) is kind, (kind, info.value)
-        seen.add(rejection_reason(info.value))
-        assert str(info.value)
-    assert len(seen) == len(cases)
-    # a package signed for another queue does not verify on this one
-    with pytest.raises(WrongKey, match="another queue"):
-        codec.decode(other_queue)
-    # cut inside the header, or with extra bytes appended
-    with pytest.raises(TruncatedPackage):
-        codec.decode(good[:12])
-    with pytest.raises(TruncatedPackage, match="signature"):
-        codec.decode(b".".join(parts[:4] + [parts[4][:-5], parts[5]]))
-    clock.now -= 3601
-    with pytest.raises(TamperedPackage):
-        codec.decode(good + b" ")
-    assert codec.decode(good)["func"] == "app.tasks.resize"
+            strict_codec().decode(bad_package(kind))
+        reasons[kind] = rejection_reason(info.value)
+    assert reasons == {
+        "tampered": "tampered",
+        "truncated": "truncated",
+        "unsigned": "unsigned",
+        "wrong-key": "wrong-key",
+        "expired": "expired",
+        "oversized": "too-large",
+    }
+    # and a good package from the same time is accepted while it is fresh
+    fresh = make_codec("json", [JOBS_SECRET], "jobs", max_age=3600, now=FakeTime(SIGNED_AT + 3600))
+    assert fresh.decode(bad_package("expired"))["func"] == "app.tasks.resize"
 
 
 def test_wrong_key_and_tampered_are_bad_signatures() -> None:
@@ -207,3 +254,22 @@ def test_bytes_and_str_secrets_are_the_same_key() -> None:
     task = a_task()
     package = make_codec("json", [b"s\xc3\xa9cret"], "q").encode(task)
     assert make_codec("json", ["s\u00e9cret"], "q").decode(package) == task
+
+
+@pytest.mark.parametrize("kind", ["json", "djangoq"])
+def test_signatures_are_compared_in_constant_time(kind: str, monkeypatch: Any) -> None:
+    import hmac
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    codec = make_codec(kind, ["k"], "jobs")
+    package = codec.encode(a_task())
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert codec.decode(package)["func"] == "app.tasks.resize"
+    # the signature the package carries was checked with compare_digest
+    assert any(b in package for _, b in compared)

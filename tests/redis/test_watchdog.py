@@ -71,3 +71,23 @@ def test_a_pop_that_answers_stops_the_watch() -> None:
     clock.advance(10)
     assert not connection.transport.aborted
     assert clock.getDelayedCalls() == []
+
+
+def test_pops_share_one_timer_and_stop_cancels_it() -> None:
+    clock, factory = task.Clock(), FakeFactory()
+    connection = FakeConnection()
+    factory.pool.append(connection)
+    watchdog = PopWatchdog(factory, 2, clock)
+    first: Deferred[Any] = Deferred()
+    second: Deferred[Any] = Deferred()
+    watchdog.watch(first)
+    clock.advance(1)
+    watchdog.watch(second)
+    assert len(clock.getDelayedCalls()) == 1
+    first.callback(None)
+    clock.advance(1.5)  # a whole period for the first, not for the second
+    assert not connection.transport.aborted
+    watchdog.stop()
+    assert clock.getDelayedCalls() == []
+    clock.advance(10)
+    assert not connection.transport.aborted

@@ -158,6 +158,9 @@ class ConsumerService(service.Service):
         self._result_store = result_store
         self._standalone = standalone
         self.stats = ConsumerStats(queue=queue)
+        #: the error of a broker that refused its configuration on connecting
+        #: (the service then stopped for good); None otherwise
+        self.configuration_error: ConfigurationError | None = None
         self.broker: IBroker | None = None
         self.dead_letters: IBroker | None = None
         self._fetching = False
@@ -270,6 +273,7 @@ class ConsumerService(service.Service):
                     error=str(e),
                 )
                 self._fetching = False
+                self.configuration_error = e
                 self.stats.state = "misconfigured"
                 if self._standalone:
                     self._reactor.callWhenRunning(self._reactor.stop)
@@ -401,6 +405,9 @@ class ConsumerService(service.Service):
                 return
             except Exception as e:
                 failures += 1
+                if not isinstance(e, BrokerError) and failures == 1:
+                    # not an outage but a bug (in a provider?): show where
+                    self.log.failure("unexpected error from the broker for {queue}", queue=self.queue)
                 await self._broker_down("dequeue", e, failures)
                 continue
             if failures:

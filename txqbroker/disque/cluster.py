@@ -319,15 +319,29 @@ class DisqueConnection(DisqueCommands):
         """
         return Deferred.fromCoroutine(self._execute_blocking(args, seconds, on_orphan))
 
-    async def _blocking_connection(self) -> DisqueProtocol:
-        await self._connection()
-        node = self._current
-        assert node is not None
-        while self._idle:
-            proto = self._idle.pop()
-            if proto.connected:
-                return proto
-        return await self._open(node)
+    async def _blocking_connection(self) -> tuple[DisqueProtocol, _Node]:
+        """
+        An idle blocking connection to the node in use, or a new one.  When
+        that node refuses it (it died; the main connection may not know
+        yet), the node is left and the next one is used.
+        """
+        for attempt in (1, 2):
+            await self._connection()
+            node = self._current
+            assert node is not None
+            while self._idle:
+                proto = self._idle.pop()
+                if proto.connected:
+                    return proto, node
+            try:
+                return await self._open(node), node
+            except (AuthenticationError, CancelledError):
+                raise
+            except Exception as e:  # refused, unreachable, timed out...
+                self._leave(node, None)
+                if attempt == 2:
+                    raise BrokerUnavailable(f"cannot reach Disque node {node}: {e}") from e
+        raise AssertionError("unreachable")
 
     def _release(self, proto: DisqueProtocol, node: _Node | None) -> None:
         if (
@@ -345,8 +359,7 @@ class DisqueConnection(DisqueCommands):
     ) -> Any:
         name = _name(args).decode()
         for attempt in (1, 2):
-            proto = await self._blocking_connection()
-            node = self._current
+            proto, node = await self._blocking_connection()
 
             def orphaned(reply: Any, proto: DisqueProtocol = proto, node: _Node | None = node) -> None:
                 self._release(proto, node)

@@ -31,6 +31,7 @@ __all__ = ["sign", "unsign", "b62_encode", "b62_decode"]
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SIGNATURE_LENGTH = 43
+_MAX_STAMP_LENGTH = 12  # base62 digits: far beyond any epoch second
 
 
 def b62_encode(n: int) -> str:
@@ -117,6 +118,8 @@ def unsign(
         )
     data, _, stamp = value.rpartition(b":")
     try:
+        if len(stamp) > _MAX_STAMP_LENGTH:
+            raise ValueError("too long for a time")
         signed_at = b62_decode(stamp.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise MalformedPackage("the package timestamp is not base62") from None

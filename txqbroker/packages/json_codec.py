@@ -57,7 +57,7 @@ class JSONCodec:
             package = json.dumps(
                 dict(task), separators=(",", ":"), ensure_ascii=False, allow_nan=False
             ).encode("utf-8")
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             raise MalformedPackage(f"task cannot be encoded as JSON: {e}") from None
         check_size(package, self.max_size)
         return package
@@ -72,4 +72,6 @@ class JSONCodec:
             task = json.loads(package.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise MalformedPackage(f"package is not valid JSON: {e}") from None
+        except RecursionError:
+            raise MalformedPackage("package nests JSON arrays or objects too deeply") from None
         return check_task(task)

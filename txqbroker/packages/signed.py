@@ -41,6 +41,12 @@ from txqbroker.packages.keys import b64encode, derive_key, key_id, normalize_sec
 __all__ = ["SignedCodec"]
 
 _SIGNATURE_LENGTH = 43  # URL-safe base64 of 32 bytes, unpadded
+_MAX_DIGITS = 20  # a header number is a time or a length: at most 20 digits
+
+
+def _is_number(field: bytes) -> bool:
+    """Whether a header field is a short decimal number (``int()`` refuses very long ones)."""
+    return 0 < len(field) <= _MAX_DIGITS and field.isdigit()
 
 
 @implementer(ICodec)
@@ -105,7 +111,7 @@ class SignedCodec:
         if len(parts) < 5:
             raise TruncatedPackage("the package ends inside its signature header")
         kid, stamp, length, signature, body = parts
-        if not (stamp.isdigit() and length.isdigit()):
+        if not (_is_number(stamp) and _is_number(length)):
             raise MalformedPackage("the signature header is not well formed")
         if len(signature) < _SIGNATURE_LENGTH:
             raise TruncatedPackage("the package ends inside its signature")

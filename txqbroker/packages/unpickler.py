@@ -73,6 +73,21 @@ class GlobalReference:
         return f"<GlobalReference {self.path}>"
 
 
+def _bytearray(*args: Any) -> bytearray:
+    """
+    ``bytearray`` as pickles call it (with bytes, or a str and an encoding),
+    never with a size: ``bytearray(10**10)`` would be a memory bomb in a
+    few bytes.
+    """
+    if args and not isinstance(args[0], (bytes, str)):
+        raise _Forbidden("builtins.bytearray with a size")
+    return bytearray(*args)
+
+
+#: Allowed globals replaced by a checked version.
+_CHECKED: dict[tuple[str, str], Any] = {("builtins", "bytearray"): _bytearray}
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]]) -> None:
         super().__init__(io.BytesIO(data))
@@ -80,7 +95,8 @@ class _Unpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._allowed:
-            return super().find_class(module, name)
+            checked = _CHECKED.get((module, name))
+            return checked if checked is not None else super().find_class(module, name)
         return GlobalReference(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -93,7 +109,7 @@ def restricted_loads(data: bytes, extra_globals: Iterable[tuple[str, str]] = ())
 
     :param extra_globals: more ``(module, name)`` pairs to allow.
     :raise UnsafePackage: when the pickle tries to call or build a global
-        that is not allowed.
+        that is not allowed (or ``bytearray`` with a size).
     :raise MalformedPackage: when it is not a valid pickle.
     """
     allowed = SAFE_GLOBALS | frozenset(extra_globals)
@@ -111,23 +127,48 @@ def restricted_loads(data: bytes, extra_globals: Iterable[tuple[str, str]] = ())
         raise MalformedPackage(f"the package is not a valid pickle: {e!r}") from None
 
 
-def find_references(value: Any, depth: int = 0) -> GlobalReference | None:
-    """
-    :return: the first :class:`GlobalReference` inside plain containers
-        (lists, tuples, sets, dicts), or ``None``.
-    """
-    if isinstance(value, GlobalReference):
-        return value
-    if depth > 50:
-        return None
+def _slot_values(value: Any) -> list[Any]:
+    """The values of an object's ``__slots__`` (e.g. a ``uuid.UUID``'s ``int``)."""
+    out = []
+    for klass in type(value).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot not in ("__dict__", "__weakref__") and hasattr(value, slot):
+                out.append(getattr(value, slot))
+    return out
+
+
+def _children(value: Any) -> Iterable[Any]:
     if isinstance(value, dict):
-        items: Iterable[Any] = [*value.keys(), *value.values()]
+        yield from value.keys()
+        yield from value.values()
     elif isinstance(value, (list, tuple, set, frozenset)):
-        items = value
-    else:
-        return None
-    for item in items:
-        found = find_references(item, depth + 1)
-        if found is not None:
-            return found
+        yield from value
+    elif isinstance(value, slice):
+        yield from (value.start, value.stop, value.step)
+    elif isinstance(value, (str, bytes, bytearray, int, float, complex, range)) or value is None:
+        return
+    # an allowed object whose state a BUILD opcode set (attributes, slots)
+    yield from (getattr(value, "__dict__", None) or {}).values()
+    yield from _slot_values(value)
+
+
+def find_references(value: Any) -> GlobalReference | None:
+    """
+    :return: the first :class:`GlobalReference` anywhere inside ``value``
+        (in containers, slices, and the attributes and slots of allowed
+        objects), or ``None``.  Each object is visited once, so a pickle
+        sharing objects many times over costs no more than its size, and
+        there is no depth limit to hide a reference beyond.
+    """
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, GlobalReference):
+            return item
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack.extend(_children(item))
     return None

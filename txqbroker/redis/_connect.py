@@ -252,5 +252,7 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
         reactor,
         owned=(commands, blocking),
         where=settings.where,
-        watch=PopWatchdog(blocking, options.wait + options.timeout, reactor).watch,
+        watchdog=PopWatchdog(blocking, options.wait + options.timeout, reactor),
+        commands_factory=commands,
+        blocking_factory=blocking,
     )

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from txqbroker._expiry import Expiry
 
 __all__ = ["PopWatchdog"]
 
@@ -24,12 +26,17 @@ class PopWatchdog:
     """
     Watches the pops on a txredisapi factory that serves nothing else.
 
-    Every ``period`` seconds (``wait + timeout``: longer than a ``BLPOP``
-    can take) while a pop is pending, it looks at the factory's
-    connections.  The pop was sent as soon as a connection was there; a
-    connection that was already there one period ago has therefore held
-    the pop longer than any reply can take, and is aborted.  While Redis is
-    down there is no connection, and nothing to abort.
+    A pop that is still pending ``period`` seconds (``wait + timeout``:
+    longer than a ``BLPOP`` can take) after it was sent, or after the last
+    look, gets a look at the factory's connections.  The pop was sent as
+    soon as a connection was there; a connection that was already there one
+    period ago has therefore held the pop longer than any reply can take,
+    and is aborted.  While Redis is down there is no connection, and
+    nothing to abort.
+
+    The pops share one timer (:class:`~txqbroker._expiry.Expiry`): watching
+    a pop that answers at once costs two dict operations, not a
+    ``DelayedCall``.  :meth:`stop` cancels that timer.
 
     :param factory: the txredisapi factory of the blocking connection
         (its ``pool`` lists the live connections).
@@ -42,7 +49,9 @@ class PopWatchdog:
     def __init__(self, factory: Any, period: float, clock: IReactorTime) -> None:
         self._factory = factory
         self._period = period
-        self._clock = clock
+        #: each pending pop -> the connections there when it was last looked at
+        self._seen: dict[Deferred[Any], set[Any]] = {}
+        self._expiry: Expiry[Deferred[Any]] = Expiry(period, clock, self._look)
 
     def watch(self, pop: "Deferred[Any]") -> "Deferred[Any]":
         """
@@ -50,26 +59,31 @@ class PopWatchdog:
 
         :return: ``pop``.
         """
-        seen = set(self._factory.pool)
-        call: IDelayedCall | None = None
+        self._seen[pop] = set(self._factory.pool)
+        self._expiry.add(pop)
+        return pop.addBoth(self._done, pop)
 
-        def check() -> None:
-            nonlocal seen, call
-            now = set(self._factory.pool)
-            for connection in now & seen:
-                self.log.warn(
-                    "a blocking pop got no reply within {period:g} s: "
-                    "aborting its connection",
-                    period=self._period,
-                )
-                connection.transport.abortConnection()
-            seen = now
-            call = self._clock.callLater(self._period, check)
+    def stop(self) -> None:
+        """Stop watching (when the factory is closed)."""
+        self._seen.clear()
+        self._expiry.stop()
 
-        def stop(result: object) -> object:
-            if call is not None and call.active():
-                call.cancel()
-            return result
+    def _done(self, result: object, pop: "Deferred[Any]") -> object:
+        self._expiry.discard(pop)
+        self._seen.pop(pop, None)
+        return result
 
-        call = self._clock.callLater(self._period, check)
-        return pop.addBoth(stop)
+    def _look(self, pop: "Deferred[Any]") -> None:
+        """``pop`` has been pending a whole period since the last look."""
+        if pop not in self._seen:
+            return
+        now = set(self._factory.pool)
+        for connection in now & self._seen[pop]:
+            self.log.warn(
+                "a blocking pop got no reply within {period:g} s: aborting its connection",
+                period=self._period,
+            )
+            connection.transport.abortConnection()
+        if pop in self._seen:  # unless aborting made it fail at once
+            self._seen[pop] = now
+            self._expiry.add(pop)

@@ -18,11 +18,10 @@ Connect one with :func:`connect_results`, or run one as a Twisted service
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
-
-from dataclasses import replace
 
 from txqbroker.errors import ConfigurationError, UnknownScheme
 from txqbroker.interfaces import IResultStore

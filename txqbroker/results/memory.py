@@ -62,6 +62,6 @@ class MemoryResultStore:
         return self._waiters.add(task_id, timeout)
 
     def close(self) -> "Deferred[None]":
-        """Wake every waiter with ``None``."""
-        self._waiters.cancel_all()
+        """Errback every waiter with :class:`~txqbroker.errors.BrokerUnavailable`."""
+        self._waiters.close_all()
         return succeed(None)

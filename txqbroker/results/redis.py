@@ -141,9 +141,12 @@ class RedisResultStore:
         return d
 
     def close(self) -> "Deferred[None]":
-        """Wake every waiter with ``None`` and close the connections."""
+        """
+        Errback every waiter with :class:`~txqbroker.errors.BrokerUnavailable`
+        and close the connections.
+        """
         self._closed = True
-        self._waiters.cancel_all()
+        self._waiters.close_all()
         return Deferred.fromCoroutine(self._close())
 
     async def _close(self) -> None:

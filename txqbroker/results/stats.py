@@ -39,7 +39,7 @@ def encode_outcome(task_id: str, outcome: Mapping[str, Any]) -> bytes:
     """:raise ConfigurationError: when the outcome is not JSON."""
     try:
         return json.dumps(dict(outcome), separators=(",", ":"), allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise ConfigurationError(f"the outcome of {task_id} is not JSON: {e}") from None
 
 
@@ -104,8 +104,11 @@ class StatsResultStore:
         return d
 
     def close(self) -> "Deferred[None]":
-        """Wake every waiter with ``None``; disconnect an owned broker."""
-        self._waiters.cancel_all()
+        """
+        Errback every waiter with :class:`~txqbroker.errors.BrokerUnavailable`;
+        disconnect an owned broker.
+        """
+        self._waiters.close_all()
         self._maybe_idle("")
         if self._owned is not None:
             return self._owned.disconnect()

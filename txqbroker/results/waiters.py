@@ -10,6 +10,8 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from txqbroker.errors import BrokerUnavailable
+
 __all__ = ["Waiters"]
 
 Outcome = Mapping[str, Any]
@@ -83,9 +85,15 @@ class Waiters:
             self._remove(task_id, waiter)
             waiter.deferred.callback(outcome)
 
-    def cancel_all(self) -> None:
-        """Fire every waiter with ``None`` now (the store is closing)."""
+    def close_all(self) -> None:
+        """
+        Errback every waiter now with
+        :class:`~txqbroker.errors.BrokerUnavailable`: the store is closing,
+        and no outcome can arrive any more.
+        """
         for task_id in self.ids():
             for waiter in list(self._by_id.get(task_id, [])):
                 self._remove(task_id, waiter)
-                waiter.deferred.callback(None)
+                waiter.deferred.errback(
+                    BrokerUnavailable(f"the result store was closed while waiting for {task_id}")
+                )

@@ -36,6 +36,7 @@ from txqbroker.sqlite.store import (
     parse_message_id,
     check_synchronous,
     parse_receipt,
+    tag,
     translate_error,
 )
 
@@ -158,6 +159,7 @@ class SQLiteBroker:
         self._stopped = False
         self._stop_waiters: list[Deferred[None]] = []
         self._pending: set[Deferred[Any]] = set()
+        self._reopened = 0
         self._sleeping: dict[Deferred[None], IDelayedCall] = {}
 
     def __repr__(self) -> str:
@@ -196,9 +198,20 @@ class SQLiteBroker:
         def done(result: Any) -> Any:
             self._pending.discard(finished)
             finished.callback(None)
+            self._noticed_reopen()
             return result
 
         return d.addBoth(done)
+
+    def _noticed_reopen(self) -> None:
+        """Log that the worker thread opened a replaced file (see ``follow``)."""
+        if self._db.reopened != self._reopened:
+            self._reopened = self._db.reopened
+            self.log.warn(
+                "{path} was replaced by another file: queue {queue} now uses the new one",
+                path=self.path,
+                queue=self.name,
+            )
 
     def _run(
         self,
@@ -326,7 +339,8 @@ class SQLiteBroker:
         Add a package to the queue.
 
         :param delay: seconds before it becomes deliverable.
-        :return: a Deferred firing with its tracking id (the row id).
+        :return: a Deferred firing with its tracking id: the row id (with
+            ``@<n>`` after it once the file was replaced and reopened).
         """
         try:
             check_payload(task, self.options.max_payload)
@@ -334,8 +348,11 @@ class SQLiteBroker:
         except Exception:
             return fail()
         now = self._clock.seconds()
-        d = self._run(self._db.enqueue, self.name, task, now, now + delay)
-        return d.addCallback(str)
+
+        def insert() -> str:
+            return tag(str(self._db.enqueue(self.name, task, now, now + delay)), self._db.reopened)
+
+        return self._run(insert)
 
     # -- consuming -----------------------------------------------------------
 
@@ -434,10 +451,22 @@ class SQLiteBroker:
         self, f: Callable[..., bool], task_id: str | None, *args: Any
     ) -> "Deferred[None]":
         try:
-            mid, number = parse_receipt(task_id)
+            mid, number, file = parse_receipt(task_id)
         except Exception:
             return fail()
-        return self._run(f, self.name, mid, number, *args).addCallback(lambda _: None)
+        return self._run(self._in_file, file, f, self.name, mid, number, *args).addCallback(
+            lambda _: None
+        )
+
+    def _in_file(self, file: int, f: Callable[..., bool], *args: Any) -> bool:
+        """
+        ``f(*args)`` (in the worker thread) for a receipt or id of ``file``;
+        one from a file that has since been replaced names nothing here: it
+        is stale, and ignored.
+        """
+        if file != self._db.reopened:
+            return False
+        return f(*args)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """
@@ -484,10 +513,12 @@ class SQLiteBroker:
         receipt is current).
         """
         try:
-            mid = parse_message_id(task_id)
+            mid, file = parse_message_id(task_id)
         except Exception:
             return fail()
-        return self._run(self._db.delete, self.name, mid).addCallback(lambda _: None)
+        return self._run(self._in_file, file, self._db.delete, self.name, mid).addCallback(
+            lambda _: None
+        )
 
     # -- the queue -----------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "QueueDatabase",
     "parse_receipt",
     "parse_message_id",
+    "tag",
     "translate_error",
 ]
 
@@ -91,40 +92,63 @@ class Delivery:
     :ivar message_id: the message's row id (its tracking id).
     :ivar number: which delivery this is, starting at 1.
     :ivar payload: the package.
+    :ivar file: how many times the database had been reopened on a replaced
+        file (see :meth:`QueueDatabase.follow`) when it was delivered.
     """
 
     message_id: int
     number: int
     payload: bytes
+    file: int = 0
 
     @property
     def receipt(self) -> str:
-        """The receipt that names this delivery: ``<message id>.<number>``."""
-        return f"{self.message_id}.{self.number}"
+        """
+        The receipt that names this delivery: ``<message id>.<number>``,
+        with ``@<file>`` after it once the file was replaced.
+        """
+        return tag(f"{self.message_id}.{self.number}", self.file)
 
 
-def parse_receipt(task_id: object) -> tuple[int, int]:
-    """
-    :param task_id: a receipt as returned by ``dequeue``.
-    :return: ``(message id, delivery number)``.
-    :raise UnknownReceipt: when ``task_id`` is not an SQLite broker receipt.
-    """
+def tag(task_id: str, file: int) -> str:
+    """``task_id``, tagged with the file it belongs to after a replacement."""
+    return f"{task_id}@{file}" if file else task_id
+
+
+def _untag(task_id: object) -> tuple[str, int]:
     if isinstance(task_id, str):
-        mid, sep, number = task_id.partition(".")
-        if sep and mid.isdigit() and number.isdigit():
-            return int(mid), int(number)
+        body, sep, file = task_id.partition("@")
+        if not sep:
+            return body, 0
+        if file.isdigit() and int(file) > 0:
+            return body, int(file)
     raise UnknownReceipt(f"{task_id!r} is not an SQLite broker receipt")
 
 
-def parse_message_id(task_id: object) -> int:
+def parse_receipt(task_id: object) -> tuple[int, int, int]:
+    """
+    :param task_id: a receipt as returned by ``dequeue``.
+    :return: ``(message id, delivery number, file)``.
+    :raise UnknownReceipt: when ``task_id`` is not an SQLite broker receipt.
+    """
+    body, file = _untag(task_id)
+    mid, sep, number = body.partition(".")
+    if sep and mid.isdigit() and number.isdigit():
+        return int(mid), int(number), file
+    raise UnknownReceipt(f"{task_id!r} is not an SQLite broker receipt")
+
+
+def parse_message_id(task_id: object) -> tuple[int, int]:
     """
     :param task_id: a tracking id (from ``enqueue``) or a receipt.
-    :return: the message id.
+    :return: ``(message id, file)``.
     :raise UnknownReceipt: when ``task_id`` is neither.
     """
-    if isinstance(task_id, str) and task_id.isdigit():
-        return int(task_id)
-    return parse_receipt(task_id)[0]
+    body, file = _untag(task_id)
+    if body.isdigit():
+        return int(body), file
+    mid, _, file = parse_receipt(task_id)
+    return mid, file
 
 
 def translate_error(error: sqlite3.Error, path: str, timeout: float) -> BrokerError:
@@ -166,6 +190,8 @@ class QueueDatabase:
         self.journal_mode = ""
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
+        #: how many times :meth:`follow` opened a replaced file
+        self.reopened = 0
 
     # -- opening and closing -------------------------------------------------
 
@@ -261,12 +287,35 @@ class QueueDatabase:
             return False
         return (st.st_dev, st.st_ino) == self._identity
 
+    def follow(self) -> None:
+        """
+        Keep to the file now at :attr:`path`: when it was replaced (deleted
+        and made again, say by a producer), close the old connection and
+        open the new file, so that this process does not go on using a
+        file nobody else sees.  One ``stat`` per call.
+
+        :raise BrokerUnavailable: when no file is at the path (deleted, or
+            moved away for a while); the connection is kept in case the
+            file comes back.
+        """
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise BrokerUnavailable(
+                f"the SQLite database {self.path} is gone ({e.strerror})"
+            ) from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            self.close()
+            self.open()
+            self.reopened += 1
+
     # -- producing -----------------------------------------------------------
 
     def enqueue(self, queue: str, payload: bytes, now: float, visible_at: float) -> int:
         """
         :return: the new message's id.
         """
+        self.follow()
         with self._writing() as conn:
             cursor = conn.execute(
                 "INSERT INTO txqbroker_messages (queue, payload, enqueued_at, visible_at)"
@@ -285,6 +334,7 @@ class QueueDatabase:
 
         A cheap read comes first, so an idle poll never takes the write lock.
         """
+        self.follow()
         found = self._db.execute(
             "SELECT 1 FROM txqbroker_messages WHERE queue = ? AND visible_at <= ? LIMIT 1",
             (queue, now),
@@ -301,7 +351,7 @@ class QueueDatabase:
                 " RETURNING id, deliveries, payload",
                 (hidden_until, queue, now, limit),
             ).fetchall()
-        return sorted(Delivery(int(i), int(n), bytes(p)) for i, n, p in rows)
+        return sorted(Delivery(int(i), int(n), bytes(p), self.reopened) for i, n, p in rows)
 
     def unclaim(self, queue: str, deliveries: list[Delivery], now: float) -> int:
         """
@@ -309,8 +359,10 @@ class QueueDatabase:
         visible at once, and not counted as deliveries.
 
         :return: how many were handed back (a delivery that was meanwhile
-            redelivered or removed is left alone).
+            redelivered or removed, or that came from a file since replaced,
+            is left alone).
         """
+        deliveries = [d for d in deliveries if d.file == self.reopened]
         with self._writing() as conn:
             return sum(
                 conn.execute(

@@ -7,6 +7,9 @@ nodes that replicate jobs to each other), with an injectable clock.
 >>> await server.start()
 >>> broker = await txqbroker.connect(server.url("jobs", retry=5))
 
+``python -m txqbroker.testing.disque --nodes 3`` runs nodes in a process of
+their own.
+
 What it does not model: gossip and failure detection (a stopped or leaving
 node is at once priority 100), synchronous replication timeouts (NOREPL is
 immediate), the seconds of federation latency between nodes, the delay of
@@ -14,7 +17,8 @@ ACK propagation and dummy ACKs, AOF persistence, and INFO statistics beyond
 job, queue and client counts.
 """
 
-from txqbroker.testing.disque.node import DisqueNode, StandInCluster
+from txqbroker.testing.disque.cluster import StandInCluster
+from txqbroker.testing.disque.node import DisqueNode
 from txqbroker.testing.disque.server import DisqueServer
 
 __all__ = ["DisqueServer", "DisqueNode", "StandInCluster"]

@@ -9,7 +9,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Job", "Queue", "make_job_id", "valid_job_id", "PAUSE_IN", "PAUSE_OUT"]
+__all__ = ["Job", "Queue", "make_job_id", "valid_job_id", "PAUSE_IN", "PAUSE_OUT", "PAUSE_NAMES"]
 
 PAUSE_IN = 1
 PAUSE_OUT = 2

@@ -17,7 +17,9 @@ from twisted.python.failure import Failure
 
 from txqbroker.errors import ProtocolError
 from txqbroker.resp import INCOMPLETE, PythonParser, encode_reply
-from txqbroker.testing.disque.node import BLOCKED, DisqueNode, StandInCluster
+from txqbroker.testing.disque.cluster import StandInCluster
+from txqbroker.testing.disque.node import DisqueNode
+from txqbroker.testing.disque.replies import BLOCKED, OK
 
 __all__ = ["DisqueServer", "StandInCluster"]
 
@@ -72,7 +74,7 @@ class _ClientProtocol(Protocol):
         while self.pending and not self.blocked and not self.closing:
             args = self.pending.popleft()
             if args[0].lower() == b"quit":
-                self._tx.write(encode_reply(_status_ok()))
+                self._tx.write(encode_reply(OK))
                 self.closing = True
                 self._tx.loseConnection()
                 return
@@ -89,12 +91,6 @@ class _ClientProtocol(Protocol):
         self._tx.write(encode_reply(value))
         self.blocked = False
         self._run()
-
-
-def _status_ok() -> Any:
-    from txqbroker.resp import Status
-
-    return Status("OK")
 
 
 class _Factory(Factory):
