@@ -14,7 +14,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.web import resource, server
-from twisted.web.client import ResponseDone
+from twisted.web.client import ResponseDone, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent
 from zope.interface import implementer
@@ -398,20 +398,66 @@ def test_signer_runs_for_every_attempt() -> None:
     assert [h.getRawHeaders(b"authorization") for _, _, h in agent.requests] == [[b"sig-1"], [b"sig-2"]]
 
 
+def abandon(service: HTTPService, on_abandon: Any) -> None:
+    """Start a request with ``on_abandon`` and cancel it at once."""
+    d = service.request("POST", "/receive", on_abandon=on_abandon)
+    d.cancel()
+    with pytest.raises(defer.CancelledError):
+        pytest_result(d)
+
+
 def test_abandoned_request_completes_and_is_handed_over() -> None:
     answer: Deferred[Any] = Deferred()
     service, agent, clock = scripted(answer, timeout=60)
     salvaged: list[Response] = []
-    d = service.request("POST", "/receive", on_abandon=salvaged.append)
-    d.cancel()
-    with pytest.raises(defer.CancelledError):
-        pytest_result(d)
+    abandon(service, salvaged.append)
     assert not answer.called  # the request was not aborted
     closing = service.close()
     assert not closing.called  # close waits for it
     answer.callback(_Body(200, b'{"Messages": [1]}'))
     assert [r.json() for r in salvaged] == [{"Messages": [1]}]
     assert closing.called
+
+
+def test_close_can_give_up_abandoned_requests() -> None:
+    # like twisted.web's Agent, a cancelled request fails as never answered,
+    # which is otherwise retried: not while closing
+    answer: Deferred[Any] = Deferred(
+        lambda d: d.errback(ResponseNeverReceived([Failure(defer.CancelledError())]))
+    )
+    service, agent, clock = scripted(answer, timeout=60)
+    salvaged: list[Response] = []
+    abandon(service, salvaged.append)
+    closing = service.close(cancel_abandoned=True)
+    # the poll was aborted rather than waited for: close is done at once
+    assert answer.called and closing.called
+    pytest_result(closing)
+    assert salvaged == []
+    assert len(agent.requests) == 1
+    assert clock.getDelayedCalls() == []
+    assert service.closed
+
+
+def test_close_giving_up_still_waits_for_hand_backs_under_way() -> None:
+    first: Deferred[Any] = Deferred()
+    second: Deferred[Any] = Deferred()
+    service, agent, clock = scripted(first, second, timeout=60)
+    handing_back: Deferred[None] = Deferred()
+    handed: list[Response] = []
+
+    def hand_back(response: Response) -> Deferred[None]:
+        handed.append(response)
+        return handing_back
+
+    abandon(service, hand_back)
+    abandon(service, hand_back)
+    first.callback(_Body(200, b'{"Messages": [1]}'))
+    assert len(handed) == 1
+    closing = service.close(cancel_abandoned=True)
+    assert second.called  # the poll still waiting is given up
+    assert not closing.called  # the hand-back under way is not
+    handing_back.callback(None)
+    assert closing.called and len(handed) == 1
 
 
 def test_close_cancels_running_requests() -> None:

@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 import pytest
 import pytest_twisted
 
+from tests.consumer.waiting import until
 from txqbroker.testing.ironmq import IronMQServer
 
 T = TypeVar("T")
@@ -75,10 +76,4 @@ def threads() -> Iterator[Threads]:
 
 async def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     """Wait (polling on the reactor) until ``condition()`` holds."""
-    from twisted.internet import reactor, task
-
-    deadline = reactor.seconds() + seconds
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"condition not met within {seconds} s")
-        await task.deferLater(reactor, 0.01, lambda: None)
+    await until(condition, timeout=seconds, interval=0.01)

@@ -129,3 +129,22 @@ def test_an_explicit_name_wins_over_the_url(tmp_path: Path) -> None:
         parse_url("ironmq://tok@h/p/q", name="q:failed"), environ={}, home=str(tmp_path), cwd=str(tmp_path)
     )
     assert options.name == "q:failed"
+
+
+@pytest.mark.parametrize(
+    "query, complaint",
+    [
+        ("retries=-1", "retries must be >= 0"),
+        ("max_message_size=x", "max_message_size must be an integer"),
+        ("max_connections=0", "max_connections must be >= 1"),
+        ("retry=100000", "retry must be from 0 to 86400 seconds"),
+        ("cancel_polls_on_disconnect=maybe", "cancel_polls_on_disconnect must be true or false"),
+    ],
+)
+def test_the_preflight_check_reads_the_broker_options(query: str, complaint: str) -> None:
+    """What ``twistd qbroker`` checks before it starts (no request is sent)."""
+    from txqbroker.registry import check_options
+
+    check_options(parse_url("ironmq://t@127.0.0.1:1/p/q?protocol=http&retries=0"))
+    with pytest.raises(ConfigurationError, match=complaint):
+        check_options(parse_url(f"ironmq://t@127.0.0.1:1/p/q?protocol=http&{query}"))

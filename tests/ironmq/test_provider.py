@@ -17,8 +17,10 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 import txqbroker
+from tests.http.logs import captured_log
 from tests.ironmq.conftest import eventually
 from tests.servers import free_port
+from txqbroker._deferreds import bounded
 from txqbroker.errors import (
     AuthenticationError,
     BrokerTimeout,
@@ -52,7 +54,7 @@ async def connect() -> AsyncIterator[Brokers]:
     brokers = Brokers()
     yield brokers
     for broker in brokers.made:
-        await broker.disconnect()
+        await bounded(broker.disconnect(), 20, reactor, "disconnect")
 
 
 def bodies(server: IronMQServer, method: str, suffix: str) -> list[Any]:
@@ -238,7 +240,7 @@ async def test_dequeue_on_a_missing_queue_creates_it(connect: Brokers, ironmq_se
 async def abandon_a_long_poll(consumer: IronMQBroker, server: IronMQServer) -> None:
     """Start a dequeue, and cancel it once its long poll reached the server."""
     polling = consumer.dequeue()
-    await eventually(lambda: server.requests[-1].path.endswith("/reservations"))
+    await eventually(lambda: server.polls(consumer.name) == 1)
     polling.cancel()
     with pytest.raises(defer.CancelledError):
         await polling
@@ -276,6 +278,36 @@ async def test_cancelled_reserve_and_delete_posts_again(
     await eventually(lambda: len(bodies(ironmq_server, "POST", "/messages")) == 3)
     [(_, payload)] = await producer.dequeue()
     assert payload == b"precious"
+
+
+async def test_disconnect_waits_for_a_cancelled_long_poll_by_default(
+    connect: Brokers, clocked_server: IronMQServer
+) -> None:
+    consumer = await connect(clocked_server, wait=20, retry=300)
+    producer = await connect(clocked_server)
+    await abandon_a_long_poll(consumer, clocked_server)
+    closing = consumer.disconnect()
+    # the stand-in's clock stands still, so only a message ends the poll
+    await producer.enqueue(b"precious")
+    await bounded(closing, 10, reactor, "disconnect")
+    # ...which was handed back before disconnect() fired: no wait for retry
+    assert clocked_server.reserved("jobs") == 0
+    [(task_id, payload)] = await producer.dequeue()
+    assert payload == b"precious" and producer.deliveries(task_id) == 2
+
+
+async def test_disconnect_can_give_up_a_cancelled_long_poll(
+    connect: Brokers, clocked_server: IronMQServer
+) -> None:
+    consumer = await connect(clocked_server, wait=20, retry=300, cancel_polls_on_disconnect="true")
+    producer = await connect(clocked_server)
+    await abandon_a_long_poll(consumer, clocked_server)
+    # the stand-in's clock stands still: waiting for the poll would hang
+    await bounded(consumer.disconnect(), 10, reactor, "disconnect")
+    await eventually(lambda: clocked_server.polls("jobs") == 0)
+    await producer.enqueue(b"precious")
+    [(task_id, payload)] = await producer.dequeue()
+    assert payload == b"precious" and producer.deliveries(task_id) == 1
 
 
 # -- payloads ----------------------------------------------------------------
@@ -443,3 +475,21 @@ async def test_unreachable_server() -> None:
             await broker.enqueue(b"x")
     finally:
         await broker.disconnect()
+
+
+async def test_tokens_never_reach_the_logs(connect: Brokers, ironmq_server: IronMQServer) -> None:
+    wrong = "wrong-token-5c1e"
+    with captured_log() as log:
+        broker = await connect(ironmq_server)
+        ironmq_server.fail_next(1)  # a retry, which is logged
+        await broker.enqueue(b"x")
+        [(task_id, _)] = await broker.dequeue()
+        await broker.acknowledge(task_id)
+        url = f"ironmq://{wrong}@{ironmq_server.host}/{ironmq_server.project_id}/jobs?protocol=http"
+        refused = await txqbroker.connect(url)
+        connect.made.append(refused)
+        assert await refused.ping() is False  # logged as an error
+    text = log.text()
+    assert "retrying POST" in text and "(HTTP 503)" in text
+    assert "refused the token" in text
+    assert ironmq_server.token not in text and wrong not in text and "OAuth" not in text

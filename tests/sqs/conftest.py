@@ -39,8 +39,13 @@ def sqs(moto: MotoServer) -> Any:
     yield connect
 
     async def close() -> None:
+        from twisted.internet import reactor
+
+        from txqbroker._deferreds import bounded
+
+        # bounded: a teardown that hangs is not caught by the test deadline
         for broker in brokers:
-            await broker.disconnect()
+            await bounded(broker.disconnect(), 40, reactor, "disconnect")
 
     from twisted.internet.defer import Deferred
 

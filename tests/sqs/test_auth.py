@@ -15,6 +15,7 @@ from twisted.internet import reactor
 
 import txqbroker
 from tests.harnesses import unique_name
+from tests.http.logs import captured_log
 from tests.sqs.motoserver import REGION, MotoServer, start_moto
 from txqbroker.errors import AuthenticationError
 from txqbroker.sqs.errors import SQSAuthenticationError
@@ -106,3 +107,26 @@ async def test_ping_with_a_wrong_secret_is_false(signed_moto: Any) -> None:
         assert await broker.ping() is False
     finally:
         await broker.disconnect()
+
+
+async def test_secrets_never_reach_the_logs(signed_moto: Any) -> None:
+    server, keys = signed_moto
+    secret = keys["aws_secret_access_key"]
+    with captured_log() as log:
+        broker = await txqbroker.connect(server.url(unique_name("auth")), signer="txqbroker", wait=1, **keys)
+        try:
+            await broker.enqueue(b"x")
+            [(receipt, _)] = await broker.dequeue()
+            await broker.acknowledge(receipt)
+        finally:
+            await broker.disconnect()
+        with pytest.raises(AuthenticationError):
+            await txqbroker.connect(
+                server.url(unique_name("auth")), aws_access_key_id=keys["aws_access_key_id"],
+                aws_secret_access_key=secret + "x",
+            )
+    text = log.text()
+    # the operations were logged (at debug level), the secrets and the
+    # signatures were not
+    assert "POST / -> 200" in text and "POST / -> 403 SignatureDoesNotMatch" in text
+    assert secret not in text and "AWS4-HMAC-SHA256" not in text

@@ -15,6 +15,7 @@ from twisted.internet.threads import deferToThread
 from tests.conformance.test_conformance import collect as receive
 from tests.servers import free_port
 from tests.sqs.motoserver import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
+from txqbroker._deferreds import bounded
 from txqbroker.errors import BrokerUnavailable, ConfigurationError, InvalidPayload, UnknownReceipt
 from txqbroker.interfaces import IReleasable
 from txqbroker.sqs.broker import SQSBroker
@@ -127,6 +128,24 @@ async def test_cancelled_receive_hands_its_messages_back(sqs: Any) -> None:
     # the abandoned receive took it first (count 1) and handed it back
     assert broker.deliveries(got[0][0]) == 2
     await broker.acknowledge(got[0][0])
+
+
+async def test_disconnect_can_give_up_a_cancelled_receive(sqs: Any) -> None:
+    broker = await sqs(wait=20, retry=2, cancel_polls_on_disconnect="true")
+    producer = await sqs(broker.name, wait=1)
+    pending = broker.dequeue()
+    await task.deferLater(reactor, 0.3, lambda: None)
+    pending.cancel()
+    with pytest.raises(defer.CancelledError):
+        await pending
+    # without the option, disconnect() would wait for the 20 s receive
+    await bounded(broker.disconnect(), 10, reactor, "disconnect")
+    await producer.enqueue(b"precious")
+    # the aborted receive may still take it on the server (moto's does, as
+    # SQS may): then it comes back once its visibility timeout (retry) ends
+    got = await receive(producer, 1, 15)
+    assert [p for _, p in got] == [b"precious"]
+    await producer.acknowledge(got[0][0])
 
 
 async def test_purge_twice_within_a_minute(sqs: Any) -> None:

@@ -74,6 +74,7 @@ def test_region_and_endpoint_from_the_environment() -> None:
         ("sqs://jobs?fifo_group=tenant", {}, "fifo_group"),
         ("sqs://jobs?lazy=maybe", {}, "lazy"),
         ("sqs://jobs?retries=-1", {}, "retries"),
+        ("sqs://jobs?cancel_polls_on_disconnect=maybe", {}, "cancel_polls_on_disconnect"),
     ],
 )
 def test_bad_settings_are_refused(url: str, options: dict[str, Any], problem: str) -> None:
@@ -187,3 +188,33 @@ def test_foreign_text_messages_are_their_utf8_bytes() -> None:
     assert decode_body("plain", {"other": {"StringValue": "x"}}) == b"plain"
     marked = {ENCODING_ATTRIBUTE: {"DataType": "String", "StringValue": "base64"}}
     assert decode_body("not base64!", marked) == b"not base64!"
+
+
+async def test_botocore_chain_is_resolved_off_the_reactor_thread(tmp_path: Any, monkeypatch: Any) -> None:
+    import threading
+
+    from twisted.internet import reactor
+
+    from txqbroker.sqs.credentials import BotocoreCredentials
+
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    source = BotocoreCredentials(reactor)
+    resolve = source._resolve
+    threads: list[threading.Thread] = []
+
+    def watched() -> Any:
+        threads.append(threading.current_thread())
+        return resolve()
+
+    monkeypatch.setattr(source, "_resolve", watched)
+    credentials = await source.get()
+    assert (credentials.access_key, credentials.secret_key) == ("ENVKEY", "ENVSECRET")
+    assert len(threads) == 1 and threads[0] is not threading.current_thread()
+    # static credentials are resolved once
+    await source.get()
+    assert len(threads) == 1

@@ -20,6 +20,7 @@ from txqbroker.http.errors import (
     ServiceAuthenticationError,
     ServiceUnavailable,
     Throttled,
+    TLSFailed,
     error_for_status,
 )
 from txqbroker.http.service import (
@@ -46,6 +47,7 @@ __all__ = [
     "Throttled",
     "ServiceAuthenticationError",
     "ConnectionFailed",
+    "TLSFailed",
     "RequestTimeout",
     "error_for_status",
 ]

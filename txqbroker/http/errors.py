@@ -18,6 +18,9 @@ tells :class:`txqbroker.http.HTTPService` whether trying again may help.
   code; not retried;
 * :class:`ConnectionFailed` (a :class:`~txqbroker.errors.BrokerUnavailable`): no
   response (refused, lost, connect timeout); retried;
+* :class:`TLSFailed` (a :class:`ConnectionFailed`): the TLS handshake
+  failed, most often because the server's certificate is not signed by a
+  trusted authority or does not name the host; not retried;
 * :class:`RequestTimeout` (a :class:`~txqbroker.errors.BrokerTimeout`): the
   whole request took too long; retried unless ``retry_timeouts=False``.
 """
@@ -37,6 +40,7 @@ __all__ = [
     "Throttled",
     "ServiceAuthenticationError",
     "ConnectionFailed",
+    "TLSFailed",
     "RequestTimeout",
     "error_for_status",
 ]
@@ -100,6 +104,16 @@ class ConnectionFailed(BrokerUnavailable):
     retryable = True
     code: str | None = None
     status: int | None = None
+
+
+class TLSFailed(ConnectionFailed):
+    """
+    The TLS handshake failed: most often the server's certificate is not
+    signed by an authority the platform trusts, or does not name the host
+    connected to.  Not retried (it would fail the same way).
+    """
+
+    retryable = False
 
 
 class RequestTimeout(BrokerTimeout):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Union
 from urllib.parse import urlsplit
 
+from OpenSSL import SSL
 from twisted.internet import error as netError
 from twisted.internet.defer import (
     CancelledError,
@@ -56,6 +57,7 @@ from txqbroker.http.errors import (
     ConnectionFailed,
     HTTPServiceError,
     RequestTimeout,
+    TLSFailed,
     error_for_status,
 )
 
@@ -306,7 +308,12 @@ class HTTPService:
             agent = webClient.Agent(reactor, connectTimeout=connect_timeout, pool=self.pool)
         self.client = HTTPClient(agent)
         self._active: set[Deferred[Response]] = set()
+        #: what abandoned requests still do: the whole of it, each fires
+        #: when the response (or failure) is dealt with
         self._background: set[Deferred[None]] = set()
+        #: abandoned requests still waiting for their response
+        self._abandoned: set[Deferred[Response]] = set()
+        self._closing = False
         self.closed = False
 
     def url(self, path_or_url: str) -> str:
@@ -343,7 +350,8 @@ class HTTPService:
             not abort the request: it carries on in the background, and if
             it then succeeds ``on_abandon(response)`` is called (it may
             return a Deferred), e.g. to hand back messages a long poll took
-            after the caller gave up.  :meth:`close` waits for these.
+            after the caller gave up.  :meth:`close` waits for these, or
+            cancels the ones still waiting for their response.
         :return: a Deferred firing with a :class:`Response` whose status is
             2xx; any other status errbacks with what the error decoder made
             of it (:class:`~txqbroker.http.errors.HTTPServiceError` and
@@ -391,6 +399,7 @@ class HTTPService:
             nonlocal abandoned
             abandoned = True
             self._active.discard(inner)
+            self._abandoned.add(inner)
             self._background.add(finished)
 
         outer: Deferred[Response] = Deferred(abandon)
@@ -407,6 +416,7 @@ class HTTPService:
             finished.callback(None)
 
         def settle(result: Any) -> None:
+            self._abandoned.discard(inner)
             if not abandoned:
                 if isinstance(result, Failure):
                     outer.errback(result)
@@ -431,6 +441,7 @@ class HTTPService:
                 if (
                     attempt >= retries
                     or self.closed
+                    or self._closing
                     or not getattr(e, "retryable", False)
                     or (isinstance(e, RequestTimeout) and not self.retry_timeouts)
                 ):
@@ -487,7 +498,8 @@ class HTTPService:
             )
             body = await read_body(raw)
         except _CONNECTION_ERRORS as e:
-            raise ConnectionFailed(
+            error = TLSFailed if _tls_failure(e) else ConnectionFailed
+            raise error(
                 f"{request.method} {_path_only(request.url)} failed: {_describe(e)}"
             ) from None
         response = Response(raw.code, _headers_dict(raw.headers), body)
@@ -509,15 +521,37 @@ class HTTPService:
         )
         raise decoded
 
-    def close(self) -> "Deferred[None]":
+    def close(self, cancel_abandoned: bool = False) -> "Deferred[None]":
         """
         Wait for abandoned requests (see ``on_abandon``) to finish, cancel
         requests still running, and close the pool's connections.  Further
         requests fail with :class:`~txqbroker.http.errors.ConnectionFailed`.
-        """
-        return Deferred.fromCoroutine(self._close())
 
-    async def _close(self) -> None:
+        :param cancel_abandoned: cancel the abandoned requests still waiting
+            for their response (e.g. long polls of cancelled receives)
+            instead of waiting for them, which may take as long as their
+            timeout.  Whatever the server did for them stands: a message a
+            cancelled poll received is delivered again only when its
+            visibility timeout (reservation) ends.  The ``on_abandon``
+            handlers already running (hand-backs) are still waited for, but
+            from then on no failed request is retried.
+        """
+        return Deferred.fromCoroutine(self._close(cancel_abandoned))
+
+    async def _close(self, cancel_abandoned: bool) -> None:
+        if cancel_abandoned:
+            # not closed yet, so that hand-backs under way may still send
+            # requests; but nothing is retried any more (a cancelled poll
+            # fails like a lost connection)
+            self._closing = True
+            if self._abandoned:
+                log.info(
+                    "closing {base}: giving up {count} abandoned request(s)",
+                    base=_path_only(self.base_url),
+                    count=len(self._abandoned),
+                )
+            for d in list(self._abandoned):
+                d.cancel()
         while self._background:
             await DeferredList(list(self._background))
         self.closed = True
@@ -525,6 +559,12 @@ class HTTPService:
             d.cancel()
         if self.pool is not None:
             await self.pool.closeCachedConnections()
+
+
+def _tls_failure(e: BaseException) -> bool:
+    """Whether a connection failed in the TLS handshake."""
+    reasons = getattr(e, "reasons", None) or []
+    return any(isinstance(r, Failure) and r.check(SSL.Error) for r in reasons)
 
 
 def _describe(e: BaseException) -> str:

@@ -26,6 +26,7 @@ IBroker                   IronMQ v3
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -51,7 +52,7 @@ from txqbroker.ironmq.receipts import Receipt
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload
 
-__all__ = ["IronMQBroker"]
+__all__ = ["IronMQBroker", "Tuning", "tuning"]
 
 log = Logger(namespace="txqbroker.ironmq")
 
@@ -74,6 +75,46 @@ def _seconds(value: float, what: str, high: int) -> int:
     ):
         raise ConfigurationError(f"{what} must be from 0 to {high} seconds, not {value!r}")
     return math.ceil(value)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """
+    The broker options an IronMQ broker reads, checked (see
+    :func:`tuning`).
+
+    :ivar retry: the reservation timeout, whole seconds (0: reserve and
+        delete).
+    :ivar wait: the long poll sent, whole seconds (at most 30).
+    :ivar max_message_size: the plan's body limit, bytes.
+    :ivar retries: retries of 429, 5xx and lost connections.
+    :ivar max_connections: persistent connections kept.
+    :ivar cancel_polls: whether ``disconnect()`` aborts the long polls of
+        cancelled dequeues.
+    """
+
+    retry: int
+    wait: int
+    max_message_size: int
+    retries: int
+    max_connections: int
+    cancel_polls: bool
+
+
+def tuning(options: BrokerOptions) -> Tuning:
+    """
+    Read and check the options of an IronMQ broker.
+
+    :raise txqbroker.errors.ConfigurationError: for an invalid value.
+    """
+    return Tuning(
+        retry=_seconds(options.retry, "retry", MAX_TIMEOUT),
+        wait=min(_seconds(options.wait, "wait", 10**9), MAX_WAIT),
+        max_message_size=options.get_int("max_message_size", DEFAULT_MAX_MESSAGE_SIZE, 8),
+        retries=options.get_int("retries", 3, 0),
+        max_connections=options.get_int("max_connections", 10, 1),
+        cancel_polls=options.get_bool("cancel_polls_on_disconnect", False),
+    )
 
 
 def _messages(response: Response) -> list[dict[str, Any]]:
@@ -100,7 +141,8 @@ class IronMQBroker:
         deletes at once: at-most-once), ``timeout``, ``connect_timeout``,
         ``max_payload``; and the IronMQ ones: ``max_message_size`` (the
         plan's body limit, 65536 by default), ``retries`` (3),
-        ``max_connections`` (10).
+        ``max_connections`` (10), ``cancel_polls_on_disconnect`` (false,
+        see :meth:`disconnect`).
     :param reactor: the reactor to connect with.
     :param clock: the clock for timeouts and backoff; ``reactor`` by
         default.
@@ -118,9 +160,10 @@ class IronMQBroker:
         self.options = options
         self.name = settings.queue
         self.settings = settings
-        self._retry = _seconds(options.retry, "retry", MAX_TIMEOUT)
-        self._wait = min(_seconds(options.wait, "wait", 10**9), MAX_WAIT)
-        max_body = options.get_int("max_message_size", DEFAULT_MAX_MESSAGE_SIZE, 8)
+        tuned = tuning(options)
+        self._retry = tuned.retry
+        self._wait = tuned.wait
+        max_body = tuned.max_message_size
         self.capabilities = Capabilities(
             receipts=True,
             bulk=True,
@@ -132,13 +175,14 @@ class IronMQBroker:
             delivery_counts=True,
         )
         self._limit = min(options.max_payload, max_package_size(max_body))
+        self._cancel_polls = tuned.cancel_polls
         self._path = settings.queue_path
         if service is None:
             service = HTTPService(
                 reactor,
                 settings.base_url,
                 timeout=options.timeout,
-                retries=options.get_int("retries", 3, 0),
+                retries=tuned.retries,
                 connect_timeout=options.connect_timeout,
                 decode_error=decode_error,
                 headers={
@@ -148,7 +192,7 @@ class IronMQBroker:
                 # a post or a reservation that timed out may have been
                 # done: repeating it could duplicate or strand messages
                 retry_timeouts=False,
-                max_connections=options.get_int("max_connections", 10, 1),
+                max_connections=tuned.max_connections,
                 clock=clock,
             )
         self._service = service
@@ -470,9 +514,16 @@ class IronMQBroker:
 
     def disconnect(self) -> "Deferred[None]":
         """
-        Wait for hand-backs of cancelled dequeues, then close the
-        connections.
+        Wait for the reservations of cancelled :meth:`dequeue` calls to
+        hand back what they reserved, then close the connections.
+
+        A reservation still long-polling may take up to ``wait + timeout``
+        seconds to end.  With ``cancel_polls_on_disconnect=true`` those are
+        aborted instead: ``disconnect()`` is quick, but a message IronMQ
+        reserved for an aborted request stays reserved until its
+        reservation timeout (``retry``) ends, and is delivered again only
+        then.
         """
-        return self._service.close()
+        return self._service.close(cancel_abandoned=self._cancel_polls)
 
     close = disconnect

@@ -32,9 +32,11 @@ async def _open(options: BrokerOptions, reactor: Any) -> IBroker:
 
 
 def _check(options: BrokerOptions) -> None:
+    from txqbroker.ironmq.broker import tuning
     from txqbroker.ironmq.config import resolve_settings
 
-    resolve_settings(options)
+    _, options = resolve_settings(options)
+    tuning(options)
 
 
 provider = BrokerProvider(("ironmq",), _open, _check)

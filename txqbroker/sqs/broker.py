@@ -670,11 +670,17 @@ class SQSBroker:
 
     def disconnect(self) -> "Deferred[None]":
         """
-        Wait for abandoned receives to hand their messages back, then close
-        the connection pool.
+        Wait for the receives of cancelled :meth:`dequeue` calls to hand
+        their messages back, then close the connection pool.
+
+        A receive still long-polling may take up to ``wait + timeout``
+        seconds to end.  With ``cancel_polls_on_disconnect=true`` those are
+        aborted instead: ``disconnect()`` is quick, but a message SQS
+        handed to an aborted receive stays invisible until its visibility
+        timeout (``retry``) ends, and is delivered again only then.
         """
         self._closed = True
-        return self._service.close()
+        return self._service.close(cancel_abandoned=self.settings.cancel_polls_on_disconnect)
 
     close = disconnect
 

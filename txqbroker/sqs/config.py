@@ -28,6 +28,10 @@ SQS settings from a URL, the environment and options.
 * ``create_queue``: create the queue when it is missing (default true);
 * ``lazy``: connect without any request (the queue is looked up on first
   use);
+* ``cancel_polls_on_disconnect``: ``disconnect()`` aborts the receives of
+  cancelled ``dequeue`` calls still long-polling, instead of waiting up to
+  ``wait + timeout`` for them to hand back what they receive (default
+  false; see :meth:`~txqbroker.sqs.broker.SQSBroker.disconnect`);
 * ``retries``: retries of throttled, failed (5xx) or timed-out requests
   (default 3); ``max_connections``: the connection pool's size per host.
 """
@@ -70,6 +74,7 @@ class SQSSettings:
     content_based_deduplication: bool = False
     create_queue: bool = True
     lazy: bool = False
+    cancel_polls_on_disconnect: bool = False
     retries: int = 3
     max_connections: int = 10
 
@@ -142,6 +147,7 @@ def settings_from(options: BrokerOptions, environ: Mapping[str, str] | None = No
         content_based_deduplication=options.get_bool("content_based_deduplication", False),
         create_queue=options.get_bool("create_queue", True),
         lazy=options.get_bool("lazy", False),
+        cancel_polls_on_disconnect=options.get_bool("cancel_polls_on_disconnect", False),
         retries=options.get_int("retries", 3, 0),
         max_connections=options.get_int("max_connections", 10, 1),
     )

@@ -332,6 +332,11 @@ class IronMQServer:
         self._expire(found)
         return sum(1 for m in found.messages.values() if m.reservation_id is not None)
 
+    def polls(self, queue: str, project_id: str | None = None) -> int:
+        """How many long polls (reservations with ``wait``) wait on a queue."""
+        found = self._queues.get((project_id or self.project_id, queue))
+        return len(found.waiters) if found is not None else 0
+
     # -- requests ------------------------------------------------------------
 
     def _receive(self, request: Request) -> Any:
