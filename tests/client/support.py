@@ -12,6 +12,7 @@ from typing import Any, Callable
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, succeed
 
+from tests.waiting import until
 from txqbroker.client import Client
 from txqbroker.consumer import ConsumerConfig, ConsumerService
 from txqbroker.interfaces import ICodec
@@ -110,14 +111,7 @@ async def eventually(condition: Callable[[], Any], seconds: float = 5.0, what: s
     Poll ``condition`` on the real reactor every 20 ms until it returns
     something true, and return that; fail after ``seconds``.
     """
-    deadline = reactor.seconds() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds:g} s")
-        await task.deferLater(reactor, 0.02, lambda: None)
+    return await until(condition, seconds, what=what)
 
 
 __all__ = ["Pipeline", "result_of", "eventually", "qbroker_command", "ROOT", "BIN"]

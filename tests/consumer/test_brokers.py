@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import txqbroker
-from tests.consumer.waiting import until
+from tests.waiting import until
 from tests.harnesses import unique_name
 from tests.servers import start_redis
 from txqbroker.consumer import Backoff, ConsumerConfig, ConsumerService, dead_letter_name

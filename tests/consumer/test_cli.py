@@ -10,7 +10,7 @@ from typing import Any
 
 import txqbroker
 from tests.consumer.processes import run
-from tests.consumer.waiting import until
+from tests.waiting import until
 from tests.harnesses import unique_name
 from tests.servers import free_port
 from txqbroker.consumer import ConsumerConfig, ConsumerService

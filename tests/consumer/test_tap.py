@@ -90,8 +90,8 @@ def test_only_tasks_defined_in_the_tasks_modules_run() -> None:
     assert allowed.names() == ["importing.own"]
     # registered in the process, but by a module that --tasks did not name
     assert "demo.add" in global_registry and "demo.add" not in allowed
-    with pytest.raises(usage.UsageError, match="no task is registered in tests.consumer.waiting"):
-        Options().parseOptions(["--tasks=tests.consumer.waiting"])
+    with pytest.raises(usage.UsageError, match="no task is registered in tests.waiting"):
+        Options().parseOptions(["--tasks=tests.waiting"])
 
 
 def test_make_service() -> None:

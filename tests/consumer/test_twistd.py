@@ -12,7 +12,7 @@ import pytest
 
 import txqbroker
 from tests.consumer.processes import finish, run, spawn
-from tests.consumer.waiting import until
+from tests.waiting import until
 from tests.harnesses import unique_name
 from txqbroker.consumer import dead_letter_name
 from txqbroker.packages import JSONCodec, new_task

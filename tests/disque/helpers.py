@@ -13,6 +13,7 @@ from twisted.internet import reactor, task
 import txqbroker
 from tests.harnesses import unique_name
 from tests.harnesses.disque import real_nodes
+from tests.waiting import until
 from txqbroker.disque import DisqueConnection
 
 
@@ -70,12 +71,7 @@ class Nodes:
 
 async def eventually(check: Any, seconds: float, interval: float = 0.05) -> Any:
     """Poll ``check()`` (a Deferred-returning callable) until it is truthy."""
-    deadline = reactor.seconds() + seconds
-    while True:
-        value = await check()
-        if value or reactor.seconds() > deadline:
-            return value
-        await task.deferLater(reactor, interval, lambda: None)
+    return await until(check, seconds, interval)
 
 
 async def blocked_on(broker: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 import pytest
 import pytest_twisted
 
-from tests.consumer.waiting import until
+from tests.waiting import until
 from txqbroker.testing.ironmq import IronMQServer
 
 T = TypeVar("T")

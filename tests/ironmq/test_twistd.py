@@ -12,7 +12,7 @@ import pytest
 
 from tests.consumer.processes import finish, run, spawn
 from tests.consumer.test_twistd import Queues, qbroker, recorded
-from tests.consumer.waiting import until
+from tests.waiting import until
 from txqbroker.testing.ironmq import IronMQServer
 
 

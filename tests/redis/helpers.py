@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from tests.waiting import until
+
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    """
-    Poll ``check`` until it is true; fail when ``seconds`` pass first.
-    """
-    from twisted.internet import reactor, task
-
-    deadline = reactor.seconds() + seconds
-    while not await check():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"{what}: not within {seconds:g} s")
-        await task.deferLater(reactor, 0.05, lambda: None)
+    """Poll ``check`` until it is true; fail when ``seconds`` pass first."""
+    await until(check, seconds, interval=0.05, what=what)
 
 
 async def ping_comes_back(broker: Any, seconds: float) -> None:

@@ -17,16 +17,14 @@ from twisted.internet.task import Clock
 
 from tests.sqlite.conftest import Opener
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable, ConfigurationError
+from tests.waiting import until
 from txqbroker.sqlite import DEFAULT_POLL, SQLiteBroker, open_broker
 from txqbroker.sqlite import store
 
 
 async def eventually(condition: Callable[[], Any], seconds: float = 5.0) -> None:
     """Wait (a reactor turn at a time) until ``condition()`` is true."""
-    deadline = reactor.seconds() + seconds
-    while not condition():
-        assert reactor.seconds() < deadline, "condition not met in time"
-        await task.deferLater(reactor, 0.01, lambda: None)
+    await until(condition, seconds, interval=0.01)
 
 
 def pool_threads() -> list[threading.Thread]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.consumer.processes import finish, run, spawn
 from tests.consumer.test_twistd import Queues, qbroker, recorded
-from tests.consumer.waiting import until
+from tests.waiting import until
 from tests.sqs.motoserver import ACCESS_KEY, SECRET_KEY, MotoServer
 
 
