@@ -4,6 +4,8 @@ Test-wide rules, enforced rather than hoped for:
 * every test is bounded by a deadline (30 s unless ``@pytest.mark.deadline(s)``
   says otherwise): its Deferred is cancelled and the test fails with a
   timeout instead of hanging the run;
+* the set-up and teardown of async fixtures, and every wait of a sync
+  fixture (``tests.waiting.block``), are bounded too;
 * a test that leaves a connection or a delayed call behind fails.
 
 Nothing here imports the reactor at import time (pytest-twisted installs it
@@ -22,6 +24,8 @@ from tests.servers import redis_server  # noqa: F401  (session fixture)
 from tests.harnesses import broker_harness, PROVIDERS  # noqa: F401
 
 DEFAULT_DEADLINE = 30.0
+#: the bound on each async fixture's set-up and teardown
+FIXTURE_DEADLINE = 60.0
 
 
 def pytest_configure(config: Any) -> None:
@@ -31,6 +35,41 @@ def pytest_configure(config: Any) -> None:
     config.addinivalue_line(
         "markers", "allow_leftovers: the test may leave reactor state (it cleans up itself)"
     )
+    _bound_async_fixtures()
+
+
+def _bound_async_fixtures() -> None:
+    """
+    pytest-twisted runs the set-up and teardown of async fixtures with no
+    bound; give each step :data:`FIXTURE_DEADLINE`.  (It runs both through
+    its ``_run_inline_callbacks``; tests themselves are bounded by the
+    deadline wrapper below.)
+    """
+    import pytest_twisted
+
+    original = pytest_twisted._run_inline_callbacks
+    steps = {pytest_twisted._async_pytest_fixture_setup, pytest_twisted._tear_it_down}
+
+    def run(f: Any, *args: Any) -> Any:
+        if f not in steps:
+            return original(f, *args)
+
+        def bounded(*a: Any) -> Any:
+            from twisted.internet import defer, reactor
+
+            def timed_out(failure: Any) -> Any:
+                if failure.check(defer.TimeoutError):
+                    raise AssertionError(
+                        f"an async fixture step did not finish within {FIXTURE_DEADLINE:g} s"
+                    )
+                return failure
+
+            d = defer.maybeDeferred(f, *a)
+            return d.addTimeout(FIXTURE_DEADLINE, reactor).addErrback(timed_out)
+
+        return original(bounded, *args)
+
+    pytest_twisted._run_inline_callbacks = run
 
 
 def _deadline_for(item: Any) -> float:

@@ -29,3 +29,19 @@ async def until(
         if reactor.seconds() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:g} s")
         await task.deferLater(reactor, interval, lambda: None)
+
+
+def block(d: Any, seconds: float = 30.0, what: str = "fixture step") -> Any:
+    """
+    Wait for ``d`` from a synchronous fixture (pytest-twisted's ``blockon``),
+    bounded: after ``seconds`` it is cancelled and the fixture fails.
+    """
+    import pytest_twisted
+    from twisted.internet import defer, reactor
+
+    def timed_out(failure: Any) -> Any:
+        if failure.check(defer.TimeoutError):
+            raise AssertionError(f"{what} did not finish within {seconds:g} s")
+        return failure
+
+    return pytest_twisted.blockon(d.addTimeout(seconds, reactor).addErrback(timed_out))

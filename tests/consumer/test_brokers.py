@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import txqbroker
-from tests.waiting import until
+from tests.waiting import block, until
 from tests.harnesses import unique_name
 from tests.servers import start_redis
 from txqbroker.consumer import Backoff, ConsumerConfig, ConsumerService, dead_letter_name
@@ -33,7 +33,6 @@ def backend(request: Any, tmp_path: Any) -> Iterator[str]:
 
 def disque_node() -> Iterator[str]:
     """The Disque stand-in (a real node when TXQBROKER_DISQUE_NODES is set)."""
-    import pytest_twisted
     from twisted.internet import reactor
 
     from tests.harnesses.disque import real_nodes
@@ -44,11 +43,11 @@ def disque_node() -> Iterator[str]:
         yield f"disque://{nodes.split(',')[0]}"
         return
     server = DisqueServer(reactor)
-    pytest_twisted.blockon(server.start())
+    block(server.start())
     try:
         yield f"disque://{server.address}"
     finally:
-        pytest_twisted.blockon(server.stop())
+        block(server.stop())
 
 
 class Run:

@@ -70,14 +70,11 @@ class Harness:
 @pytest.fixture(params=PROVIDERS)
 def broker_harness(request: Any) -> Iterator[Harness]:
     """A :class:`Harness` for each provider in turn."""
-    import pytest_twisted
     from twisted.internet.defer import Deferred
+
+    from tests.waiting import block
 
     module = importlib.import_module(f"tests.harnesses.{request.param}")
     harness: Harness = module.make_harness(request)
     yield harness
-    d = Deferred.fromCoroutine(harness.close())
-    from twisted.internet import reactor
-
-    d.addTimeout(30, reactor)
-    pytest_twisted.blockon(d)
+    block(Deferred.fromCoroutine(harness.close()), 30, "closing the harness's brokers")

@@ -7,6 +7,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
+from tests.waiting import block
 from txqbroker.sqlite import SQLiteBroker, open_broker
 
 Opener = Callable[..., Awaitable[SQLiteBroker]]
@@ -24,7 +25,6 @@ def opened(db_path: str) -> Iterator[Opener]:
     ``await opened(**options)`` opens a broker on :func:`db_path` (or on
     ``path=``); every broker opened is disconnected at teardown.
     """
-    import pytest_twisted
 
     made: list[SQLiteBroker] = []
 
@@ -36,4 +36,4 @@ def opened(db_path: str) -> Iterator[Opener]:
 
     yield open_
     for broker in made:
-        pytest_twisted.blockon(broker.disconnect())
+        block(broker.disconnect())

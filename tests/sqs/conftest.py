@@ -6,6 +6,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
+from tests.waiting import block
 from tests.harnesses import unique_name
 from tests.sqs.motoserver import ACCESS_KEY, SECRET_KEY, MotoServer, shared_moto
 
@@ -24,7 +25,6 @@ def sqs(moto: MotoServer) -> Any:
     ``await sqs(name=None, **options)`` connects a broker to moto (a fresh
     queue name unless given); every broker is disconnected at teardown.
     """
-    import pytest_twisted
     import txqbroker
 
     brokers: list[Any] = []
@@ -49,4 +49,4 @@ def sqs(moto: MotoServer) -> Any:
 
     from twisted.internet.defer import Deferred
 
-    pytest_twisted.blockon(Deferred.fromCoroutine(close()))
+    block(Deferred.fromCoroutine(close()))
