@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 import txqbroker
+from tests.http.cafiles import BAD_CA_FILES, SECRET, bad_ca_file
+from tests.redis.conftest import _write_certificates
 from txqbroker.errors import ConfigurationError, InvalidURL
 from txqbroker.ironmq.config import DEFAULT_HOST, resolve_settings
 from txqbroker.options import parse_url
@@ -148,3 +150,30 @@ def test_the_preflight_check_reads_the_broker_options(query: str, complaint: str
     check_options(parse_url("ironmq://t@127.0.0.1:1/p/q?protocol=http&retries=0"))
     with pytest.raises(ConfigurationError, match=complaint):
         check_options(parse_url(f"ironmq://t@127.0.0.1:1/p/q?protocol=http&{query}"))
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CA_FILES))
+def test_ssl_ca_certs_must_name_a_pem_file(tmp_path: Path, kind: str) -> None:
+    from txqbroker.registry import check_options
+
+    path, complaint = bad_ca_file(tmp_path, kind)
+    options = parse_url("ironmq://tok-s3cret@h/p/q", ssl_ca_certs=path)
+
+    def settings_check(o: Any) -> None:
+        resolve_settings(o, environ={}, home=str(tmp_path), cwd=str(tmp_path))
+
+    for check in (settings_check, check_options):
+        with pytest.raises(ConfigurationError, match=complaint) as caught:
+            check(options)
+        message = str(caught.value)
+        assert "ssl_ca_certs" in message and SECRET not in message and "tok-s3cret" not in message
+
+
+def test_ssl_ca_certs_names_the_authorities_of_an_https_host(tmp_path: Path) -> None:
+    ca, _, _, _ = _write_certificates(str(tmp_path))
+    settings, _ = resolve("ironmq://tok@mq.internal/p/q", tmp_path, ssl_ca_certs=ca)
+    assert settings.ca_certs == ca and settings.protocol == "https"
+    assert resolve("ironmq://tok@mq.internal/p/q", tmp_path)[0].ca_certs is None
+    # a CA without TLS would protect nothing
+    with pytest.raises(ConfigurationError, match="ssl_ca_certs is set but .* without TLS"):
+        resolve("ironmq://tok@127.0.0.1/p/q?protocol=http", tmp_path, ssl_ca_certs=ca)

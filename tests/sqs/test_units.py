@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.http.cafiles import BAD_CA_FILES, SECRET, bad_ca_file
+from tests.redis.conftest import _write_certificates
 from txqbroker.errors import AuthenticationError, BrokerUnavailable, ConfigurationError, InvalidPayload, UnknownReceipt
 from txqbroker.http import Response
 from txqbroker.options import parse_url
@@ -218,3 +221,28 @@ async def test_botocore_chain_is_resolved_off_the_reactor_thread(tmp_path: Any, 
     # static credentials are resolved once
     await source.get()
     assert len(threads) == 1
+
+
+# -- ssl_ca_certs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CA_FILES))
+def test_ssl_ca_certs_must_name_a_pem_file(tmp_path: Path, kind: str) -> None:
+    from txqbroker.registry import check_options
+
+    path, complaint = bad_ca_file(tmp_path, kind)
+    for check in (lambda o: settings_from(o, {}), check_options):
+        with pytest.raises(ConfigurationError, match=complaint) as caught:
+            check(parse_url("sqs://jobs?endpoint=https://127.0.0.1:1", ssl_ca_certs=path))
+        assert "ssl_ca_certs" in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_ssl_ca_certs_names_the_authorities_of_an_https_endpoint(tmp_path: Path) -> None:
+    ca, _, _, _ = _write_certificates(str(tmp_path))
+    assert settings("sqs://jobs?region=eu-west-1", ssl_ca_certs=ca).ca_certs == ca
+    s = settings("sqs://jobs?endpoint=https://127.0.0.1:4566", ssl_ca_certs=ca)
+    assert s.ca_certs == ca
+    assert settings("sqs://jobs?region=eu-west-1").ca_certs is None
+    # a CA without TLS would protect nothing
+    with pytest.raises(ConfigurationError, match="ssl_ca_certs is set but .* without TLS"):
+        settings("sqs://jobs?endpoint=http://127.0.0.1:4566", ssl_ca_certs=ca)

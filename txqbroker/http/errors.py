@@ -109,8 +109,9 @@ class ConnectionFailed(BrokerUnavailable):
 class TLSFailed(ConnectionFailed):
     """
     The TLS handshake failed: most often the server's certificate is not
-    signed by an authority the platform trusts, or does not name the host
-    connected to.  Not retried (it would fail the same way).
+    signed by an authority the client trusts (the platform's, or those of
+    the ``ssl_ca_certs`` option), or does not name the host connected to.
+    Not retried (it would fail the same way).
     """
 
     retryable = False

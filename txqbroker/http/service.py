@@ -28,10 +28,9 @@ from __future__ import annotations
 import json as _json
 import random as _random
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Union
 from urllib.parse import urlsplit
 
-from OpenSSL import SSL
 from twisted.internet import error as netError
 from twisted.internet.defer import (
     CancelledError,
@@ -60,6 +59,10 @@ from txqbroker.http.errors import (
     TLSFailed,
     error_for_status,
 )
+from txqbroker.tls import describe_tls_failure, is_tls_failure
+
+if TYPE_CHECKING:  # Twisted exports the interface only from a private module
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
 
 __all__ = [
     "HTTPService",
@@ -256,6 +259,10 @@ class HTTPService:
     :param max_connections: the most persistent connections kept per host
         (size it for concurrent long polls).
     :param clock: the clock for timeouts and backoff; ``reactor`` by default.
+    :param trust_root: the certificate authorities that may sign an
+        ``https://`` server's certificate (e.g.
+        :func:`txqbroker.tls.trust_root` of an ``ssl_ca_certs`` file), instead
+        of the platform's; the host name is checked either way.
     :param agent: an :class:`~twisted.web.iweb.IAgent` to use instead of
         the pooled one (for tests); the service then owns no pool.
     :param random: a source of uniform numbers in ``[0, 1)`` for jitter.
@@ -276,6 +283,7 @@ class HTTPService:
         retry_timeouts: bool = True,
         max_connections: int = 10,
         clock: IReactorTime | None = None,
+        trust_root: IOpenSSLTrustRoot | None = None,
         agent: IAgent | None = None,
         random: Callable[[], float] = _random.random,
     ) -> None:
@@ -288,6 +296,8 @@ class HTTPService:
             raise ConfigurationError("timeouts must be greater than 0")
         if retries < 0:
             raise ConfigurationError("retries must be >= 0")
+        if agent is not None and trust_root is not None:
+            raise ConfigurationError("pass agent or trust_root, not both")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -305,7 +315,14 @@ class HTTPService:
             self.pool.maxPersistentPerHost = max_connections
             # one "Starting factory" log line per connection is noise
             self.pool._factory = _QuietFactory
-            agent = webClient.Agent(reactor, connectTimeout=connect_timeout, pool=self.pool)
+            agent = webClient.Agent(
+                reactor,
+                # the platform's authorities unless told otherwise; the
+                # host name is checked either way
+                contextFactory=webClient.BrowserLikePolicyForHTTPS(trustRoot=trust_root),
+                connectTimeout=connect_timeout,
+                pool=self.pool,
+            )
         self.client = HTTPClient(agent)
         self._active: set[Deferred[Response]] = set()
         #: what abandoned requests still do: the whole of it, each fires
@@ -498,10 +515,14 @@ class HTTPService:
             )
             body = await read_body(raw)
         except _CONNECTION_ERRORS as e:
-            error = TLSFailed if _tls_failure(e) else ConnectionFailed
-            raise error(
-                f"{request.method} {_path_only(request.url)} failed: {_describe(e)}"
-            ) from None
+            what = f"{request.method} {_path_only(request.url)}"
+            tls = _tls_failure(e)
+            if tls is not None:
+                host = urlsplit(request.url).hostname or ""
+                raise TLSFailed(
+                    f"{what} failed in the TLS handshake: {describe_tls_failure(tls, host)}"
+                ) from None
+            raise ConnectionFailed(f"{what} failed: {_describe(e)}") from None
         response = Response(raw.code, _headers_dict(raw.headers), body)
         if 200 <= response.code < 300:
             log.debug(
@@ -561,10 +582,12 @@ class HTTPService:
             await self.pool.closeCachedConnections()
 
 
-def _tls_failure(e: BaseException) -> bool:
-    """Whether a connection failed in the TLS handshake."""
-    reasons = getattr(e, "reasons", None) or []
-    return any(isinstance(r, Failure) and r.check(SSL.Error) for r in reasons)
+def _tls_failure(e: BaseException) -> Failure | None:
+    """Why a connection failed in the TLS handshake, or ``None``."""
+    for reason in getattr(e, "reasons", None) or []:
+        if isinstance(reason, Failure) and is_tls_failure(reason):
+            return reason
+    return None
 
 
 def _describe(e: BaseException) -> str:

@@ -51,6 +51,7 @@ from txqbroker.ironmq.errors import NotFound, StaleReservation, decode_error
 from txqbroker.ironmq.receipts import Receipt
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload
+from txqbroker.tls import trust_root
 
 __all__ = ["IronMQBroker", "Tuning", "tuning"]
 
@@ -142,7 +143,7 @@ class IronMQBroker:
         ``max_payload``; and the IronMQ ones: ``max_message_size`` (the
         plan's body limit, 65536 by default), ``retries`` (3),
         ``max_connections`` (10), ``cancel_polls_on_disconnect`` (false,
-        see :meth:`disconnect`).
+        see :meth:`disconnect`); ``ssl_ca_certs`` is read into ``settings``.
     :param reactor: the reactor to connect with.
     :param clock: the clock for timeouts and backoff; ``reactor`` by
         default.
@@ -194,6 +195,7 @@ class IronMQBroker:
                 retry_timeouts=False,
                 max_connections=tuned.max_connections,
                 clock=clock,
+                trust_root=trust_root(settings.ca_certs) if settings.ca_certs else None,
             )
         self._service = service
 

@@ -14,6 +14,10 @@ The layers, weakest first (as Iron.io's own clients read them):
 
 In an ``iron.json`` file, top-level keys apply to every Iron.io product and
 the keys of an ``"iron_mq"`` object to IronMQ only.
+
+The ``ssl_ca_certs`` option names a PEM file of the certificate authorities
+to trust instead of the platform's (an internal endpoint with a private CA);
+it needs ``protocol=https``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from urllib.parse import quote
 
 from txqbroker.errors import ConfigurationError, InvalidURL
 from txqbroker.options import BrokerOptions
+from txqbroker.tls import ca_certs_setting
 
 __all__ = ["IronSettings", "resolve_settings", "DEFAULT_HOST", "HOSTS"]
 
@@ -49,6 +54,8 @@ class IronSettings:
     :ivar host: the host name.
     :ivar port: the TCP port.
     :ivar protocol: ``https`` or ``http``.
+    :ivar ca_certs: a PEM file of the certificate authorities to trust, or
+        ``None`` for the platform's.
     """
 
     token: str = field(repr=False)
@@ -57,6 +64,7 @@ class IronSettings:
     host: str = DEFAULT_HOST
     port: int = 443
     protocol: str = "https"
+    ca_certs: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -142,8 +150,8 @@ def resolve_settings(
         by default.
     :return: the settings, and ``options`` with ``name`` set to the queue.
     :raise ConfigurationError: when the token or the project is missing, a
-        value is invalid, or a configuration file
-        cannot be read.
+        value is invalid, or a configuration file or the ``ssl_ca_certs``
+        file cannot be read.
     """
     environ = os.environ if environ is None else environ
     home = os.path.expanduser("~") if home is None else home
@@ -189,5 +197,6 @@ def resolve_settings(
         host=host,
         port=port,
         protocol=protocol,
+        ca_certs=ca_certs_setting(options.get("ssl_ca_certs"), protocol == "https"),
     )
     return settings, options.with_options(name=queue)

@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import txredisapi
-from OpenSSL import SSL
-from service_identity.exceptions import VerificationError
 from twisted.internet import ssl
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
@@ -33,12 +31,11 @@ from txqbroker.redis.broker import RedisBroker
 from txqbroker.redis.config import RedisSettings, settings_from
 from txqbroker.redis.errors import TLSError, translate
 from txqbroker.redis.watchdog import PopWatchdog
+from txqbroker.tls import describe_tls_failure, is_tls_failure, trust_root
 
 __all__ = ["open_broker", "open_commands"]
 
 log = Logger()
-
-_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
 class _Protocol(txredisapi.RedisProtocol):
@@ -47,7 +44,7 @@ class _Protocol(txredisapi.RedisProtocol):
     factory: "_Factory"
 
     def connectionLost(self, why: Failure) -> None:
-        if why.check(SSL.Error, VerificationError):
+        if is_tls_failure(why):
             self.factory.tls_failure = why
         super().connectionLost(why)
 
@@ -63,28 +60,6 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.5
     maxDelay = 5
     tls_failure: Failure | None = None
-
-
-def trust_root(path: str) -> Any:
-    """
-    The certificate authorities in the PEM file ``path``.
-
-    :raise ConfigurationError: when the file cannot be read or holds no
-        certificate.
-    """
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"cannot read ssl_ca_certs {path!r}: {e}") from None
-    blocks = [_PEM_BEGIN + part for part in text.split(_PEM_BEGIN)[1:]]
-    try:
-        certificates = [ssl.Certificate.loadPEM(block.encode("ascii")) for block in blocks]
-    except Exception as e:
-        raise ConfigurationError(f"ssl_ca_certs {path!r} is not valid PEM: {e}") from None
-    if not certificates:
-        raise ConfigurationError(f"ssl_ca_certs {path!r} holds no certificate")
-    return ssl.trustRootFromCertificates(certificates)
 
 
 def tls_options(settings: RedisSettings) -> IOpenSSLClientConnectionCreator:
@@ -124,22 +99,12 @@ def _factory(settings: RedisSettings, options: BrokerOptions, poolsize: int, rec
     return factory
 
 
-def _describe_tls(failure: Failure, host: str) -> str:
-    if failure.check(VerificationError):
-        return f"the server's certificate is not valid for {host!r}"
-    if failure.check(SSL.Error) and failure.value is not None and failure.value.args:
-        reasons = [r[-1] for r in failure.value.args[0] if isinstance(r, tuple) and r]
-        if reasons:
-            return "; ".join(str(r) for r in reasons)
-    return failure.getErrorMessage()
-
-
 def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seconds: float) -> BrokerError:
     """A typed error for a failed connection check."""
     where = settings.where
     if factory.tls_failure is not None:
         return TLSError(
-            f"TLS handshake with Redis at {where} failed: {_describe_tls(factory.tls_failure, settings.host)}"
+            f"TLS handshake with Redis at {where} failed: {describe_tls_failure(factory.tls_failure, settings.host)}"
         )
     if failure.check(BrokerTimeout):
         return BrokerUnavailable(f"Redis at {where} did not answer within {seconds:g} s")

@@ -33,7 +33,10 @@ SQS settings from a URL, the environment and options.
   ``wait + timeout`` for them to hand back what they receive (default
   false; see :meth:`~txqbroker.sqs.broker.SQSBroker.disconnect`);
 * ``retries``: retries of throttled, failed (5xx) or timed-out requests
-  (default 3); ``max_connections``: the connection pool's size per host.
+  (default 3); ``max_connections``: the connection pool's size per host;
+* ``ssl_ca_certs``: a PEM file of the certificate authorities to trust
+  instead of the platform's (a private CA, e.g. LocalStack's or an internal
+  endpoint's); only with an ``https://`` endpoint.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from txqbroker.errors import ConfigurationError
 from txqbroker.options import BrokerOptions
 from txqbroker.sqs.bodies import BodyCodec
 from txqbroker.sqs.signing import SIGNERS
+from txqbroker.tls import ca_certs_setting
 
 __all__ = ["SQSSettings", "settings_from", "API_VERSION"]
 
@@ -77,6 +81,7 @@ class SQSSettings:
     cancel_polls_on_disconnect: bool = False
     retries: int = 3
     max_connections: int = 10
+    ca_certs: str | None = None
 
     @property
     def fifo(self) -> bool:
@@ -133,6 +138,9 @@ def settings_from(options: BrokerOptions, environ: Mapping[str, str] | None = No
     fifo_group = str(options.get("fifo_group", "queue")).lower()
     if fifo_group not in ("queue", "message"):
         raise ConfigurationError(f"fifo_group must be queue or message, not {fifo_group!r}")
+    # no endpoint: Amazon's, always https://
+    tls = endpoint is None or urlsplit(str(endpoint)).scheme == "https"
+    ca_certs = ca_certs_setting(options.get("ssl_ca_certs"), tls)
     return SQSSettings(
         queue=queue,
         region=options.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
@@ -150,6 +158,7 @@ def settings_from(options: BrokerOptions, environ: Mapping[str, str] | None = No
         cancel_polls_on_disconnect=options.get_bool("cancel_polls_on_disconnect", False),
         retries=options.get_int("retries", 3, 0),
         max_connections=options.get_int("max_connections", 10, 1),
+        ca_certs=ca_certs,
     )
 
 

@@ -29,6 +29,7 @@ from txqbroker.sqs.credentials import (
 )
 from txqbroker.sqs.errors import decode_error
 from txqbroker.sqs.signing import botocore_available, make_signer
+from txqbroker.tls import trust_root
 
 __all__ = ["provider", "connect_sqs"]
 
@@ -87,6 +88,7 @@ async def connect_sqs(options: BrokerOptions, reactor: Any) -> SQSBroker:
         decode_error=decode_error,
         sign=signer,
         max_connections=settings.max_connections,
+        trust_root=trust_root(settings.ca_certs) if settings.ca_certs else None,
     )
     broker = SQSBroker(
         options,
