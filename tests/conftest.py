@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.servers import redis_server  # noqa: F401  (session fixture)
-from tests.harnesses import broker_harness, PROVIDERS  # noqa: F401
+from tests.harnesses import broker_harness  # noqa: F401  (fixture)
 
 DEFAULT_DEADLINE = 30.0
 #: the bound on each async fixture's set-up and teardown

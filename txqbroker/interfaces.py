@@ -22,7 +22,6 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
-    from txqbroker.capabilities import Capabilities
     from txqbroker.options import BrokerOptions
 
 __all__ = [

@@ -13,6 +13,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from txqbroker.errors import ConfigurationError, InvalidURL
 
+#: the queue name when none is given (Django Q's default cluster name)
+DEFAULT_NAME = "default"
+
 __all__ = ["BrokerOptions", "parse_url", "from_config"]
 
 
@@ -46,7 +49,7 @@ class BrokerOptions:
     path: str = ""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    name: str = "default"
+    name: str = DEFAULT_NAME
     bulk: int = 1
     wait: float = 1.0
     retry: float = 60.0
@@ -82,6 +85,19 @@ class BrokerOptions:
         A provider-specific setting from :attr:`extra`.
         """
         return self.extra.get(key, default)
+
+    def queue_named(self, in_url: str | None) -> str:
+        """
+        The queue, for providers whose URL can name it (``disque://h/jobs``,
+        ``sqs://jobs``): keyword options win over the URL, as everywhere, so
+        a ``name`` other than the default (e.g. a consumer's dead-letter
+        queue, ``jobs:failed``) wins over ``in_url``.
+
+        :param in_url: the queue the URL names, if any.
+        """
+        if in_url and self.name == DEFAULT_NAME:
+            return in_url
+        return self.name
 
     def get_bool(self, key: str, default: bool = False) -> bool:
         """

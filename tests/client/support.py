@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from twisted.internet import reactor, task
+from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 
 from tests.waiting import until

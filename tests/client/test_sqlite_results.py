@@ -10,8 +10,9 @@ import os
 from typing import Any
 
 import pytest
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 
+from tests.waiting import until
 from txqbroker.errors import ConfigurationError
 from txqbroker.results import StatsResultStore, connect_results
 
@@ -33,10 +34,10 @@ async def test_save_get_expiry_and_waits(tmp_path: Any) -> None:
         assert (await d)["result"] == {"a": [1]}
         assert reactor.seconds() - started < 5
         assert (await store.get("t1"))["result"] == {"a": [1]}
-        deadline = reactor.seconds() + 5
-        while await store.get("t1") is not None:
-            assert reactor.seconds() < deadline, "the outcome did not expire"
-            await task.deferLater(reactor, 0.02, lambda: None)
+        async def expired() -> bool:
+            return await store.get("t1") is None
+
+        await until(expired, 5, what="the outcome's expiry")
         with pytest.raises(ConfigurationError, match="not JSON"):
             await store.save("bad", {"x": object()}, ttl=1)
         assert await store.wait("never", 0.2) is None

@@ -12,6 +12,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from tests.waiting import until
 from tests.consumer.support import FlakyBroker, ListResultStore, PlainBroker, Rig, decode, package
 from txqbroker.consumer import ConsumerConfig, stats_pattern
 from txqbroker.tasks import TaskRegistry
@@ -432,10 +433,7 @@ async def test_thread_task_runs_off_the_reactor_thread() -> None:
     rig = Rig(reactor, registry, result_store=store, stats_interval=60)
     rig.enqueue(package("blocking", 21))
     rig.service.startService()
-    for _ in range(200):
-        if store.outcomes:
-            break
-        await task.deferLater(reactor, 0.01, lambda: None)
+    await until(lambda: store.outcomes, 5, what="the blocking task's outcome")
     [outcome] = store.outcomes.values()
     assert outcome["result"] == 42
     assert threads and threads[0] != threading.current_thread().name

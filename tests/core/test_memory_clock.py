@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 

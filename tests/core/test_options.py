@@ -151,3 +151,16 @@ def test_a_dict_ssl_flag_is_a_yes_or_no_value() -> None:
     assert from_config({"host": "h", "ssl": "true"}).scheme == "rediss"
     with pytest.raises(ConfigurationError):
         from_config({"host": "h", "ssl": "perhaps"})
+
+
+@pytest.mark.parametrize(
+    "options, in_url, expected",
+    [
+        ({}, "jobs", "jobs"),
+        ({"name": "jobs:failed"}, "jobs", "jobs:failed"),
+        ({}, None, "default"),
+        ({"name": "other"}, "", "other"),
+    ],
+)
+def test_an_explicit_name_wins_over_the_urls_queue(options: dict, in_url: str | None, expected: str) -> None:
+    assert BrokerOptions(**options).queue_named(in_url) == expected

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 
 import txqbroker
 from tests.harnesses import unique_name

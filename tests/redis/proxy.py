@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import protocol
 from twisted.protocols import portforward
 
 

@@ -12,7 +12,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from tests.sqlite.conftest import Opener
@@ -221,10 +221,10 @@ async def test_a_claim_that_lands_after_cancellation_is_handed_back(
         blocker.close()
     # the claim completed after the cancellation and was handed back, its
     # delivery not counted
-    deadline = reactor.seconds() + 5
-    while await broker.queue_size() != 1:
-        assert reactor.seconds() < deadline, "the package was not handed back"
-        await task.deferLater(reactor, 0.02, lambda: None)
+    async def handed_back() -> bool:
+        return await broker.queue_size() == 1
+
+    await until(handed_back, 5, what="the package handed back")
     [(receipt, payload)] = await broker.dequeue()
     assert payload == b"precious" and broker.deliveries(receipt) == 1
 

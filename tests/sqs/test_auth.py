@@ -16,7 +16,7 @@ from twisted.internet import reactor
 import txqbroker
 from tests.harnesses import unique_name
 from tests.http.logs import captured_log
-from tests.sqs.motoserver import REGION, MotoServer, start_moto
+from tests.sqs.motoserver import MotoServer, start_moto
 from txqbroker.errors import AuthenticationError
 from txqbroker.sqs.errors import SQSAuthenticationError
 

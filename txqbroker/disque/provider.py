@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from twisted.internet.defer import Deferred
 
 from txqbroker._deferreds import bounded
 from txqbroker.disque.broker import DEFAULT_PORT, DisqueBroker
 from txqbroker.disque.cluster import DisqueConnection
 from txqbroker.errors import ConfigurationError
-from txqbroker.interfaces import IBroker, IBrokerProvider, IStats
+from txqbroker.interfaces import IStats
 from txqbroker.options import BrokerOptions
 from txqbroker.registry import BrokerProvider
 
@@ -51,10 +50,7 @@ async def connect_broker(options: BrokerOptions, reactor: Any) -> DisqueBroker:
     Connect a :class:`DisqueBroker`: check the settings, reach a node
     (unless ``lazy``), connect the stats store.
     """
-    if options.path and options.name == "default":
-        # the URL's queue, unless a name was given explicitly (keyword
-        # options win over the URL, as everywhere)
-        options = replace(options, name=options.path)
+    options = replace(options, name=options.queue_named(options.path))
     nodes = [(host, port if port is not None else DEFAULT_PORT) for host, port in options.hosts]
     if not nodes:
         nodes = [("127.0.0.1", DEFAULT_PORT)]

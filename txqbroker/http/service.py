@@ -33,7 +33,6 @@ from urllib.parse import urlsplit
 
 from twisted.internet import error as netError
 from twisted.internet.defer import (
-    CancelledError,
     Deferred,
     DeferredList,
     fail,
@@ -54,7 +53,6 @@ from txqbroker.errors import ConfigurationError, ProtocolError
 from txqbroker.http.backoff import Backoff
 from txqbroker.http.errors import (
     ConnectionFailed,
-    HTTPServiceError,
     RequestTimeout,
     TLSFailed,
     error_for_status,

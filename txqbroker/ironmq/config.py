@@ -166,10 +166,7 @@ def resolve_settings(
     given, queue = _from_options(options)
     merged.update(given)
 
-    # keyword options win over the URL, as everywhere: an explicit name
-    # (e.g. a consumer's dead-letter queue) wins over the URL's queue
-    if queue is None or options.name != "default":
-        queue = options.name
+    queue = options.queue_named(queue)
     for key in ("token", "project_id"):
         if not merged.get(key) or not isinstance(merged[key], str):
             where = {

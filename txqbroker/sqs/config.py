@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from txqbroker.errors import ConfigurationError
@@ -100,9 +100,7 @@ def settings_from(options: BrokerOptions, environ: Mapping[str, str] | None = No
     if len(options.hosts) > 1:
         raise ConfigurationError("sqs:// URLs name one queue")
     in_url = options.hosts[0][0] if options.hosts else options.path
-    # keyword options win over the URL, as everywhere: an explicit name
-    # (e.g. a consumer's dead-letter queue) wins over the URL's queue
-    queue = options.name if (options.name != "default" or not in_url) else in_url
+    queue = options.queue_named(in_url)
     # txqbroker's dead-letter queues are "<queue>:failed"; SQS has no ':'
     queue = queue.replace(":", "-")
     if options.hosts and options.hosts[0][1] is not None:

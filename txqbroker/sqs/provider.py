@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from txqbroker.errors import ConfigurationError
 from txqbroker.http import Backoff, HTTPService
-from txqbroker.interfaces import IBroker, IBrokerProvider
 from txqbroker.options import BrokerOptions
 from txqbroker.registry import BrokerProvider
 from txqbroker.sqs.broker import SQSBroker
