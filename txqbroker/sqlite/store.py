@@ -69,6 +69,12 @@ _SCHEMA = (
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 
+def _identity(path: str) -> tuple[int, int]:
+    """The file at ``path`` (device and inode), to tell a replaced file."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
 def check_synchronous(value: str) -> str:
     """
     :return: ``value`` when it is a ``PRAGMA synchronous`` setting.
@@ -220,14 +226,14 @@ class QueueDatabase:
         try:
             self._conn = conn
             self._configure(conn)
-            st = os.stat(self.path)
+            identity = _identity(self.path)
         except OSError as e:
             self.close()
             raise BrokerUnavailable(f"cannot open the SQLite database {self.path}: {e}") from None
         except BaseException:
             self.close()
             raise
-        self._identity = (st.st_dev, st.st_ino)
+        self._identity = identity
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
@@ -282,10 +288,9 @@ class QueueDatabase:
         """
         self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         try:
-            st = os.stat(self.path)
+            return _identity(self.path) == self._identity
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) == self._identity
 
     def follow(self) -> None:
         """
@@ -299,12 +304,12 @@ class QueueDatabase:
             file comes back.
         """
         try:
-            st = os.stat(self.path)
+            identity = _identity(self.path)
         except OSError as e:
             raise BrokerUnavailable(
                 f"the SQLite database {self.path} is gone ({e.strerror})"
             ) from None
-        if (st.st_dev, st.st_ino) != self._identity:
+        if identity != self._identity:
             self.close()
             self.open()
             self.reopened += 1
