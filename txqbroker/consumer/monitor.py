@@ -117,3 +117,15 @@ class Monitor:
             in_flight=self.stats.in_flight,
             rate=done / self.config.summary_interval,
         )
+
+    def stopped(self) -> None:
+        """Log the last line: what the consumer did in all."""
+        self.log.info(
+            "stopped consuming {queue}: {processed} processed, {failed} failed, "
+            "{dead_lettered} dead-lettered, {handed_back} handed back",
+            queue=self.stats.queue,
+            processed=self.stats.processed,
+            failed=self.stats.failed,
+            dead_lettered=self.stats.dead_lettered,
+            handed_back=self.stats.handed_back,
+        )
