@@ -172,3 +172,30 @@ def test_stats_on_a_separate_store() -> None:
     d = service.stopService()
     clock.advance(1)
     assert d.called and not stats.ping().result  # disconnected with the service
+
+
+def test_salt_separate_from_the_queue_name() -> None:
+    """
+    Django Q signs with its ``name`` setting but may queue on another
+    cluster's name (``ALT_CLUSTERS``): ``--salt`` gives the salt apart from
+    ``--queue``, which stays the default salt.
+    """
+    from txqbroker.packages import BadSignature, DjangoQCodec
+
+    package = DjangoQCodec(["k3y"], "default", max_size=1 << 20).encode(
+        new_task("sample.record", [1], enqueued=0.0)
+    )
+    common = ("--backend=memory://", "--queue=long", "--codec=djangoq", "--secret=k3y")
+    salted = parse(*common, "--salt=default")
+    assert salted["codec_instance"].decode(package)["args"] == [1]
+    service = makeService(salted)
+    assert isinstance(service, ConsumerService)
+    # the codec the consumer makes once the broker has resolved the queue
+    assert service._make_codec is not None
+    assert service._make_codec("long").decode(package)["args"] == [1]
+    unsalted = makeService(parse(*common))
+    assert isinstance(unsalted, ConsumerService) and unsalted._make_codec is not None
+    with pytest.raises(BadSignature, match="salt 'long'"):
+        unsalted._make_codec("long").decode(package)
+    with pytest.raises(usage.UsageError, match="--salt must not be empty"):
+        parse(*common, "--salt=")
