@@ -20,6 +20,7 @@ from zope.interface import implementer
 from txqbroker.errors import ConfigurationError
 from txqbroker.interfaces import ICodec
 from txqbroker.packages import django_signing
+from txqbroker.packages.budget import DEFAULT_BUDGET
 from txqbroker.packages.errors import MalformedPackage, UnsafePackage
 from txqbroker.packages.json_codec import check_size
 from txqbroker.packages.keys import normalize_secrets
@@ -132,6 +133,10 @@ class DjangoQCodec:
         accepted.
     :param allowed_globals: more ``(module, name)`` pairs the restricted
         unpickler may load (e.g. ``[("myapp.types", "Point")]``).
+    :param max_memory: an estimate of the memory decoding one package may
+        take (bytes); a package that would take more is refused with
+        :class:`~txqbroker.packages.errors.PackageTooCostly` before it is
+        built.
     :param now: the clock (epoch seconds).
     """
 
@@ -146,6 +151,7 @@ class DjangoQCodec:
         max_age: float | None = None,
         max_size: int,
         allowed_globals: Iterable[tuple[str, str]] = (),
+        max_memory: int = DEFAULT_BUDGET,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._secrets = normalize_secrets(secrets)
@@ -158,6 +164,9 @@ class DjangoQCodec:
         self.max_age = max_age
         self.max_size = max_size
         self.allowed_globals = frozenset(allowed_globals)
+        if max_memory < 1:
+            raise ConfigurationError(f"max_memory must be at least 1 byte, not {max_memory}")
+        self.max_memory = max_memory
         self._now = now
 
     def encode(self, task: Mapping[str, Any]) -> bytes:
@@ -173,4 +182,4 @@ class DjangoQCodec:
         data = django_signing.unsign(
             package, self._secrets, self.salt, self._now(), self.max_age, self.max_size
         )
-        return from_djangoq(restricted_loads(data, self.allowed_globals))
+        return from_djangoq(restricted_loads(data, self.allowed_globals, self.max_memory))
