@@ -102,13 +102,17 @@ def from_djangoq(data: Any) -> dict[str, Any]:
     else:
         enqueued = None
     args, kwargs = data.get("args", ()), data.get("kwargs", {})
-    attempt = data.get("attempt", 1)
+    attempt = data.get("attempt")
+    if attempt is None:
+        attempt = 1
     task: dict[str, Any] = {
         "id": data.get("id"),
         "func": data.get("func"),
         "args": list(args) if isinstance(args, (list, tuple)) else args,
         "kwargs": kwargs,
-        "attempt": attempt if isinstance(attempt, int) and attempt >= 1 else 1,
+        # checked by check_task like every field: a bad count is refused,
+        # not taken for the first attempt
+        "attempt": attempt,
     }
     if enqueued is not None:
         task["enqueued"] = enqueued
