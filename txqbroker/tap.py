@@ -108,7 +108,7 @@ def read_secrets(secrets: list[str], secret_file: str | None, environ: Any = os.
             with open(secret_file, encoding="utf-8") as f:
                 found = [line.strip() for line in f if line.strip()]
         except OSError as e:
-            raise ConfigurationError(f"cannot read the secret file: {e.strerror}") from None
+            raise ConfigurationError(f"cannot read the secret file {secret_file!r}: {e.strerror}") from None
         if not found:
             raise ConfigurationError(f"the secret file {secret_file!r} holds no secret")
         return found

@@ -57,8 +57,11 @@ def test_secret_file(tmp_path: Any) -> None:
     path.write_text("one\n\ntwo\n")
     assert read_secrets([], str(path), environ={}) == ["one", "two"]
     assert read_secrets(["cli"], str(path), environ={}) == ["cli"]
-    with pytest.raises(usage.UsageError, match="cannot read the secret file"):
-        parse(f"--secret-file={tmp_path / 'missing'}")
+    missing = str(tmp_path / "missing")
+    with pytest.raises(usage.UsageError) as info:
+        parse(f"--secret-file={missing}")
+    # the message names the file and why
+    assert f"cannot read the secret file {missing!r}: No such file or directory" in str(info.value)
 
 
 @pytest.mark.parametrize(
