@@ -11,26 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import txqbroker
 from tests.client.support import eventually, qbroker_command
 from tests.djangoq.support import BIN, SECRET, DjangoProject
+from tests.djangoq.test_interop import project  # noqa: F401 (the fixture)
 from tests.servers import RedisServer
 from txqbroker.client import Client
 from txqbroker.packages import make_codec
 
 pytestmark = pytest.mark.deadline(90)
-
-
-@pytest.fixture
-def project(redis_server: RedisServer, tmp_path: Any) -> Iterator[DjangoProject]:
-    p = DjangoProject(directory=str(tmp_path), redis_port=redis_server.port)
-    p.django_admin("migrate", "-v0")
-    yield p
-    p.stop_all()
 
 
 async def test_a_task_for_another_cluster_runs_in_twistd_qbroker(

@@ -29,6 +29,7 @@ import base64
 import binascii
 
 from txqbroker.errors import ConfigurationError, InvalidPayload
+from txqbroker.payloads import package_text
 
 __all__ = ["ENCODINGS", "PREFIX", "BodyCodec"]
 
@@ -76,12 +77,7 @@ class BodyCodec:
         """
         if self.encoding == "base64" or not package:
             return PREFIX + base64.b64encode(package).decode("ascii")
-        try:
-            text = package.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidPayload(
-                "with encoding=text a package must be UTF-8; use encoding=base64 for bytes"
-            ) from None
+        text = package_text(package)
         if text.startswith(PREFIX):
             raise InvalidPayload(
                 f"with encoding=text a package cannot start with {PREFIX!r} "

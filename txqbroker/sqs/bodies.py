@@ -30,6 +30,7 @@ from typing import Any, Mapping
 from twisted.logger import Logger
 
 from txqbroker.errors import ConfigurationError, InvalidPayload
+from txqbroker.payloads import package_text
 
 __all__ = ["ENCODING_ATTRIBUTE", "ENCODINGS", "EMPTY", "BodyCodec", "decode_body"]
 
@@ -81,12 +82,7 @@ class BodyCodec:
             return EMPTY, _BASE64_ATTRIBUTES
         if self.encoding == "base64":
             return base64.b64encode(package).decode("ascii"), _BASE64_ATTRIBUTES
-        try:
-            text = package.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidPayload(
-                "with encoding=text a package must be UTF-8; use encoding=base64 for bytes"
-            ) from None
+        text = package_text(package)
         bad = _NOT_XML.search(text)
         if bad:
             raise InvalidPayload(
