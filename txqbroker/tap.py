@@ -267,6 +267,8 @@ class Options(usage.Options):
             if self["salt"] is not None and not self["salt"]:
                 raise ConfigurationError("--salt must not be empty (leave it out for the queue name)")
             self["secrets"] = read_secrets(self["secrets"], self["secret-file"])
+            if self["salt"] and not self["secrets"] and self["codec"] == "json":
+                raise ConfigurationError("--salt signs packages: give a secret too (or leave --salt out)")
             self["codec_instance"] = _make_codec(
                 self["codec"], self["secrets"], self["salt"] or self["broker"].name, self["max-age"]
             )

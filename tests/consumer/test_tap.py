@@ -177,7 +177,7 @@ def test_stats_on_a_separate_store() -> None:
     assert d.called and not stats.ping().result  # disconnected with the service
 
 
-def test_salt_separate_from_the_queue_name() -> None:
+def test_salt_separate_from_the_queue_name(monkeypatch: Any) -> None:
     """
     Django Q signs with its ``name`` setting but may queue on another
     cluster's name (``ALT_CLUSTERS``): ``--salt`` gives the salt apart from
@@ -202,3 +202,6 @@ def test_salt_separate_from_the_queue_name() -> None:
         unsalted._make_codec("long").decode(package)
     with pytest.raises(usage.UsageError, match="--salt must not be empty"):
         parse(*common, "--salt=")
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    with pytest.raises(usage.UsageError, match="--salt signs packages: give a secret"):
+        parse("--salt=default")
