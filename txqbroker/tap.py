@@ -200,6 +200,10 @@ class Options(usage.Options):
         ],
     ]
 
+    optFlags = [
+        ["log-tasks", None, "Log every task that succeeded at info level (default: debug; the summary stays)."],
+    ]
+
     def __init__(self) -> None:
         super().__init__()
         self["tasks"] = []
@@ -259,6 +263,7 @@ class Options(usage.Options):
                 drain_timeout=self["drain-timeout"],
                 stats_interval=self["stats-interval"],
                 summary_interval=self["summary-interval"],
+                log_tasks=bool(self["log-tasks"]),
                 result_ttl=self["result-ttl"],
                 broker_backoff=Backoff(0.5, 30.0, 2.0),
             )

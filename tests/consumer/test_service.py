@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from tests.waiting import until
 from tests.consumer.support import FlakyBroker, ListResultStore, PlainBroker, Rig, decode, package
@@ -403,6 +403,24 @@ def test_summary_line() -> None:
     done = [e for e in events if e["log_format"].startswith("task {task_id} {func} done")]
     assert len(done) == 20
     assert {"task_id", "func", "duration", "attempt"} <= set(done[0])
+    # per-task lines are debug by default: the summary is what info shows
+    assert {e["log_level"] for e in done} == {LogLevel.debug}
+    assert summary["log_level"] == LogLevel.info
+    finish(rig)
+
+
+def test_log_tasks_makes_per_task_lines_info() -> None:
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(ok=lambda: None, boom=lambda: 1 / 0), log_tasks=True, max_attempts=1)
+    events: list[dict[str, Any]] = []
+    rig.service.log = Logger(observer=events.append)
+    rig.enqueue(package("ok"), package("boom"))
+    rig.service.startService()
+    rig.turn(0)
+    [done] = [e for e in events if e["log_format"].startswith("task {task_id} {func} done")]
+    [failed] = [e for e in events if e["log_format"].startswith("task {task_id} {func} failed")]
+    assert done["log_level"] == LogLevel.info
+    assert failed["log_level"] == LogLevel.warn  # failures are never hidden
     finish(rig)
 
 
@@ -545,3 +563,4 @@ def test_queue_named_by_the_broker_salts_the_codec_and_names_the_dead_letters() 
     d = service.stopService()
     clock.advance(1.0)
     assert d.called
+

@@ -73,6 +73,9 @@ class ConsumerConfig:
         three intervals.
     :ivar summary_interval: seconds between summary log lines; ``0`` turns
         them off.
+    :ivar log_tasks: log the line of every task that succeeded at info
+        level (debug otherwise: a busy consumer's info log holds the summary
+        lines; failures are logged as warnings either way).
     """
 
     concurrency: int = 10
@@ -85,6 +88,7 @@ class ConsumerConfig:
     result_ttl: float = 3600.0
     stats_interval: float = 5.0
     summary_interval: float = 60.0
+    log_tasks: bool = False
 
     def __post_init__(self) -> None:
         _integer("concurrency", self.concurrency)

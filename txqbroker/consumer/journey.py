@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from txqbroker.consumer.config import ConsumerConfig
@@ -138,8 +138,11 @@ class Journey:
         """The task finished and its package is settled: count, log, tell listeners."""
         if outcome is Outcome.SUCCEEDED:
             self.stats.processed += 1
-            self.log.info(
-                "task {task_id} {func} done in {duration:.3f} s (attempt {attempt})", duration=duration, **fields
+            self.log.emit(
+                LogLevel.info if self.config.log_tasks else LogLevel.debug,
+                "task {task_id} {func} done in {duration:.3f} s (attempt {attempt})",
+                duration=duration,
+                **fields,
             )
         elif failure is not None and outcome is not Outcome.INTERRUPTED:
             self.stats.failed += 1
