@@ -333,6 +333,18 @@ def _exit_status(service: ConsumerService) -> None:
     atexit.register(leave)
 
 
+def _log_from_info(service: ConsumerService) -> None:
+    """
+    twistd writes every event to its log file, debug ones too: the
+    consumer's own events go through a filter at info level, so that its
+    debug lines (each task that succeeded, unless ``--log-tasks``) stay out.
+    """
+    from twisted.logger import FilteringLogObserver, Logger, LogLevel, LogLevelFilterPredicate, globalLogPublisher
+
+    at_info = FilteringLogObserver(globalLogPublisher, [LogLevelFilterPredicate(LogLevel.info)])
+    service.log = Logger(service.log.namespace, service, observer=at_info)
+
+
 def makeService(options: Options) -> IService:
     """The consumer service for parsed ``options``."""
     from twisted.internet import reactor
@@ -371,6 +383,7 @@ def makeService(options: Options) -> IService:
         result_store=results,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
+    _log_from_info(service)
     if results is None:
         return service
     # the consumer stops (and saves its last outcomes) before the store closes
