@@ -7,8 +7,10 @@ codec and the registry what the package is, the
 :class:`~txqbroker.consumer.runner.Runner` to run it, the settlement policy
 (:func:`~txqbroker.consumer.settlement.decide`) what to do with it, and the
 :class:`~txqbroker.consumer.settler.Settler` to do that.  Work that belongs
-after a task finished (stats, the log line, listeners; hooks and chains
-later) goes in :meth:`Journey.finished`.
+after a task finished goes in step 4 of :meth:`Journey.travel`: the hook
+(:mod:`~txqbroker.consumer.followups`, which also enqueues the next step of a
+chain, just before the package is settled), then :meth:`Journey.finished`
+(stats, the log line, listeners).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from twisted.python.failure import Failure
 from txqbroker.consumer.config import ConsumerConfig
 from txqbroker.consumer.delivery import Delivery
 from txqbroker.consumer.events import ConsumerEvents, TaskFinished
+from txqbroker.consumer.followups import FollowUps
 from txqbroker.consumer.runner import Runner
 from txqbroker.consumer.settlement import Action, Outcome, decide, ended
 from txqbroker.consumer.settler import Settler
 from txqbroker.consumer.stats import ConsumerStats
+from txqbroker.consumer.timing import Sleeper
 from txqbroker.interfaces import ICodec
 from txqbroker.tasks import TaskRegistry, UnknownTask
 
@@ -45,6 +49,7 @@ class Journey:
     :param events: told of tasks starting and finishing.
     :param aborted: tells whether the stop was aborted.
     :param log: the logger.
+    :param sleeper: the backoff sleeps of the follow-ups (that a stop cuts short).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class Journey:
         events: ConsumerEvents,
         aborted: Callable[[], bool],
         log: Logger,
+        sleeper: Sleeper | None = None,
     ) -> None:
         self.codec = codec
         self.registry = registry
@@ -72,6 +78,20 @@ class Journey:
         self.log = log
         self.queue = settler.queue
         self._capabilities = settler.broker.capabilities
+        self.followups = FollowUps(
+            registry, codec, runner, settler, clock, sleeper or Sleeper(clock), aborted, log
+        )
+
+    @property
+    def log(self) -> Logger:
+        return self._log
+
+    @log.setter
+    def log(self, log: Logger) -> None:
+        self._log = log
+        followups = getattr(self, "followups", None)
+        if followups is not None:
+            followups.log = log
 
     async def travel(self, delivery: Delivery) -> None:
         """Decode, run and settle ``delivery``."""
@@ -113,15 +133,20 @@ class Journey:
         else:
             outcome = ended(attempt, max_attempts)
 
-        # 3. settle it
+        # 3. settle it; the next step of a chain goes on the queue first, so
+        # that a crash repeats a step rather than losing the rest of the chain
         action = decide(outcome, self._capabilities, deliveries is not None, delivery.receipt is not None)
         saved = None
         outcomes = self.settler.outcomes
         if outcomes is not None and (outcome is Outcome.SUCCEEDED or outcome is Outcome.EXHAUSTED):
             saved = outcomes.record(task, registered.name, result, failure, attempt, started)
+        if outcome is Outcome.SUCCEEDED:
+            await self.followups.continue_chain(task, fields)
         await self.settler.carry_out(action, delivery, fields, task, attempt, saved)
 
-        # 4. after the task finished
+        # 4. after the task finished: its hook, then count, log, tell listeners
+        if outcome is not Outcome.INTERRUPTED:
+            await self.followups.call_hook(delivery, task, fields, result, failure, started)
         self.finished(fields, outcome, action, duration, max_attempts, task, result, failure)
 
     def finished(

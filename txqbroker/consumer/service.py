@@ -226,7 +226,7 @@ class ConsumerService(service.Service):
         )
         self.journey = Journey(
             self.codec, self.registry, config, clock, self.runner, settler, self.stats, self.events,
-            aborted, log,
+            aborted, log, sleeper,
         )
         self.stats.state = "running"
         if self._connect_stats is not None:
