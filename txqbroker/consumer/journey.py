@@ -95,9 +95,13 @@ class Journey:
 
     async def travel(self, delivery: Delivery) -> None:
         """Decode, run and settle ``delivery``."""
-        # 1. what is it?
+        # 1. what is it? (a large package is decoded in the thread pool)
+        payload = delivery.payload
         try:
-            task = self.codec.decode(delivery.payload)
+            if len(payload) > self.config.thread_decode_size:
+                task = await self.runner.in_pool(self.codec.decode, payload)
+            else:
+                task = self.codec.decode(payload)
         except Exception:
             # a PackageError, or a codec bug: either way the package is bad
             await self._refuse(delivery, Failure(), None)
