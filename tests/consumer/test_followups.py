@@ -35,18 +35,23 @@ def test_a_hook_is_called_with_the_outcome_after_success() -> None:
     clock = task.Clock()
     clock.advance(1000)
     called: list[HookTask] = []
-    rig = Rig(clock, registry_with(add=lambda x, y: x + y, on_done=called.append))
+    def add(x: int, y: int) -> Deferred[int]:
+        return task.deferLater(clock, 2, lambda: x + y)
+
+    rig = Rig(clock, registry_with(add=add, on_done=called.append))
     p = encoded("add", 2, 3, hook="on_done", group="sums", name="adding")
     rig.enqueue(p)
     rig.service.startService()
     rig.turn(0)
+    assert called == []
+    rig.turn(2)
     [outcome] = called
     assert (outcome.id, outcome.name, outcome.func, outcome.hook) == (decode(p)["id"], "adding", "add", "on_done")
     assert (outcome.args, outcome.kwargs, outcome.result, outcome.success) == ((2, 3), {}, 5, True)
     assert (outcome.group, outcome.cluster, outcome.attempt_count, outcome.error) == ("sums", "jobs", 1, None)
     assert outcome.started == datetime.datetime.fromtimestamp(1000, datetime.timezone.utc)
     assert outcome.enqueued == datetime.datetime.fromtimestamp(100, datetime.timezone.utc)
-    assert outcome.time_taken() == 0 and str(outcome) == "adding"
+    assert outcome.time_taken() == 2 and str(outcome) == "adding"
     assert rig.unacked() == 0 and rig.service.stats.processed == 1
     finish(rig)
 

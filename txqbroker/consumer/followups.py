@@ -244,8 +244,14 @@ class FollowUps:
         result: Any,
         failure: Failure | None,
         started: float,
+        duration: float,
     ) -> None:
-        """Call the hook ``task`` names, if any, with a :class:`HookTask`; never raises."""
+        """
+        Call the hook ``task`` names, if any, with a :class:`HookTask`; never raises.
+
+        :param started: when the run started (the consumer's clock).
+        :param duration: how long it ran.
+        """
         name = task_meta(task, "hook")
         if not name:
             return
@@ -271,7 +277,7 @@ class FollowUps:
             group=task_meta(task, "group"),
             cluster=self.settler.queue,
             started=_moment(started),
-            stopped=_moment(self._clock.seconds()),
+            stopped=_moment(started + duration),
             attempt_count=fields["attempt"],
             error=failure.value if failure is not None else None,
             enqueued=_moment(enqueued) if isinstance(enqueued, (int, float)) and enqueued > 0 else None,

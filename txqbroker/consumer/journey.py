@@ -7,10 +7,10 @@ codec and the registry what the package is, the
 :class:`~txqbroker.consumer.runner.Runner` to run it, the settlement policy
 (:func:`~txqbroker.consumer.settlement.decide`) what to do with it, and the
 :class:`~txqbroker.consumer.settler.Settler` to do that.  Work that belongs
-after a task finished goes in step 4 of :meth:`Journey.travel`: the hook
+after a task finished goes in step 4 of :meth:`Journey.travel`:
+:meth:`Journey.finished` (stats, the log line, listeners), then the hook
 (:mod:`~txqbroker.consumer.followups`, which also enqueues the next step of a
-chain, just before the package is settled), then :meth:`Journey.finished`
-(stats, the log line, listeners).
+chain, just before the package is settled).
 """
 
 from __future__ import annotations
@@ -148,10 +148,10 @@ class Journey:
             await self.followups.continue_chain(task, fields)
         await self.settler.carry_out(action, delivery, fields, task, attempt, saved)
 
-        # 4. after the task finished: its hook, then count, log, tell listeners
-        if outcome is not Outcome.INTERRUPTED:
-            await self.followups.call_hook(delivery, task, fields, result, failure, started)
+        # 4. after the task finished: count, log, tell listeners; then its hook
         self.finished(fields, outcome, action, duration, max_attempts, task, result, failure)
+        if outcome is not Outcome.INTERRUPTED:
+            await self.followups.call_hook(delivery, task, fields, result, failure, started, duration)
 
     def finished(
         self,
