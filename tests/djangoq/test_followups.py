@@ -38,19 +38,27 @@ def read_json(path: str) -> Any:
         return json.load(f)
 
 
-def start_twistd(project: DjangoProject, redis_server: RedisServer, out: str) -> Any:
-    return project.start(
+def out_dir(project: DjangoProject) -> str:
+    """The directory the test tasks and hooks write to."""
+    out = os.path.join(project.directory, "out")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def start_twistd(project: DjangoProject, redis_server: RedisServer) -> tuple[Any, str]:
+    """``twistd qbroker`` running the tasks of ``tests.djangoq.txq_tasks``, and their output directory."""
+    out = out_dir(project)
+    consumer = project.start(
         qbroker_command(redis_server.url, project.name, "tests.djangoq.txq_tasks", "--codec=djangoq"),
         "twistd.log",
         TXQBROKER_SECRET=SECRET,
         TXQ_INTEROP_OUT=out,
     )
+    return consumer, out
 
 
 async def test_django_q_hooks_run_in_twistd_qbroker(project: DjangoProject, redis_server: RedisServer) -> None:
-    out = os.path.join(project.directory, "out")
-    os.mkdir(out)
-    consumer = start_twistd(project, redis_server, out)
+    consumer, out = start_twistd(project, redis_server)
     script = (
         "from django_q.tasks import async_task\n"
         "print(async_task('tests.djangoq.txq_tasks.record', 'hooked', 4, group='hg',\n"
@@ -90,9 +98,7 @@ async def test_django_q_hooks_run_in_twistd_qbroker(project: DjangoProject, redi
 async def test_a_django_q_chain_runs_in_twistd_qbroker_and_goes_on_in_a_qcluster(
     project: DjangoProject, redis_server: RedisServer
 ) -> None:
-    out = os.path.join(project.directory, "out")
-    os.mkdir(out)
-    consumer = start_twistd(project, redis_server, out)
+    consumer, out = start_twistd(project, redis_server)
     script = (
         "from django_q.tasks import async_chain\n"
         "print(async_chain([('tests.djangoq.txq_tasks.record', ('c1', 1)),\n"
@@ -136,11 +142,8 @@ async def test_a_django_q_chain_runs_in_twistd_qbroker_and_goes_on_in_a_qcluster
 async def test_hooks_and_chains_from_txqbroker_run_in_a_django_q_cluster(
     project: DjangoProject, redis_server: RedisServer
 ) -> None:
-    out = os.path.join(project.directory, "out")
-    os.mkdir(out)
-    cluster = project.start(
-        [os.path.join(BIN, "django-admin"), "qcluster"], "qcluster.log", TXQ_INTEROP_OUT=out
-    )
+    out = out_dir(project)
+    cluster = project.start([os.path.join(BIN, "django-admin"), "qcluster"], "qcluster.log", TXQ_INTEROP_OUT=out)
     broker = await txqbroker.connect(redis_server.url, name=project.name)
     try:
         codec = make_codec("djangoq", [SECRET], project.name)

@@ -82,17 +82,6 @@ class Journey:
             registry, codec, runner, settler, clock, sleeper or Sleeper(clock), aborted, log
         )
 
-    @property
-    def log(self) -> Logger:
-        return self._log
-
-    @log.setter
-    def log(self, log: Logger) -> None:
-        self._log = log
-        followups = getattr(self, "followups", None)
-        if followups is not None:
-            followups.log = log
-
     async def travel(self, delivery: Delivery) -> None:
         """Decode, run and settle ``delivery``."""
         # 1. what is it? (a large package is decoded in the thread pool)

@@ -136,8 +136,11 @@ class ConsumerService(service.Service):
     @log.setter
     def log(self, log: Logger) -> None:
         self._log = log
-        settler = self.settler
-        for part in (self.fetcher, self.runner, self.monitor, settler, self.journey, settler and settler.outcomes):
+        settler, journey = self.settler, self.journey
+        for part in (
+            self.fetcher, self.runner, self.monitor, settler, journey, settler and settler.outcomes,
+            journey and journey.followups,
+        ):
             if part is not None:
                 part.log = log
 
