@@ -206,3 +206,16 @@ def test_next_step_is_what_django_q_async_chain_enqueues() -> None:
     last = next_step(codec.decode(package), 300.0)
     assert last is not None and last["func"] == "app.three" and last["meta"]["chain"] == []
     assert next_step(codec.decode(codec.encode(last)), 400.0) is None
+
+
+def test_next_step_takes_options_as_async_task_does() -> None:
+    """``q_options`` win over keyword arguments, which then reach the function; the chain's own keys win over the step's."""
+    first = new_task(
+        "one", [], enqueued=0.0,
+        meta={"group": "grp", "chain": [["two", [], {"chain": "mine", "hook": "h1", "q_options": {"hook": "h2"}}]]},
+    )
+    step = next_step(first, 1.0)
+    assert step is not None
+    assert step["kwargs"] == {"hook": "h1"}
+    assert step["meta"]["hook"] == "h2" and step["meta"]["chain"] == [] and step["meta"]["group"] == "grp"
+    assert "broker" not in step["meta"] and "name" not in step["meta"]

@@ -46,9 +46,12 @@ from txqbroker.tasks import TaskRegistry, UnknownTask
 
 __all__ = ["FollowUps", "HookTask", "next_step", "CHAIN_OPTIONS"]
 
-#: the keys of Django Q's ``async_task`` that a chain step may set among its
-#: keyword arguments (or in their ``q_options``); they become ``meta``
-CHAIN_OPTIONS = ("hook", "group", "save", "sync", "cached", "ack_failure", "iter_count", "iter_cached", "cluster", "timeout")
+#: the option keys of Django Q's ``async_task``, taken from a chain step's
+#: keyword arguments (``q_options`` first) into ``meta``, as ``async_task`` does
+CHAIN_OPTIONS = (
+    "hook", "group", "save", "sync", "cached", "ack_failure", "iter_count", "iter_cached", "chain",
+    "broker", "cluster", "timeout",
+)
 
 
 def _moment(seconds: float) -> datetime.datetime:
@@ -127,23 +130,25 @@ def next_step(task: Mapping[str, Any], enqueued: float) -> dict[str, Any] | None
     kwargs = step[2] if len(step) > 2 else {}
     if not isinstance(func, str) or not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
         raise MalformedPackage(f"the chain of task {task.get('id')} has a step that is not (func, args, kwargs)")
-    kwargs = dict(kwargs)
+    # what Django Q's monitor passes on to async_chain, which adds it to the
+    # step's keyword arguments before calling async_task with them
+    kwargs = dict(
+        kwargs,
+        chain=list(chain[1:]),
+        group=task_meta(task, "group") or uuid.uuid4().hex,
+        cached=task_meta(task, "cached", False),
+        sync=task_meta(task, "sync", False),
+    )
     options = kwargs.pop("q_options", None)
     options = dict(options) if isinstance(options, Mapping) else {}
-    meta: dict[str, Any] = {}
+    name = kwargs.pop("task_name", None) or options.get("task_name")
+    meta: dict[str, Any] = {"name": name}
     for key in CHAIN_OPTIONS:
         if key in options:
             meta[key] = options[key]
         elif key in kwargs:
             meta[key] = kwargs.pop(key)
-    name = kwargs.pop("task_name", None) or options.get("task_name")
-    if name is not None:
-        meta["name"] = name
-    # what Django Q's monitor passes on to async_chain
-    meta["chain"] = list(chain[1:])
-    meta["group"] = task_meta(task, "group") or uuid.uuid4().hex
-    meta["cached"] = task_meta(task, "cached", False)
-    meta["sync"] = task_meta(task, "sync", False)
+    meta.pop("broker", None)  # async_task never sends it
     try:
         return new_task(func, args, kwargs, enqueued=enqueued, meta=meta)
     except PackageError as e:
