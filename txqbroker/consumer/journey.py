@@ -93,7 +93,7 @@ class Journey:
 
         # 2. run it
         started = self._clock.seconds()
-        if self.events:
+        if self.events.listeners:
             self.events.task_started(self.queue, registered.name, fields["task_id"], attempt)
         result: Any = None
         failure: Failure | None = None
@@ -152,7 +152,7 @@ class Journey:
                 error=str(failure.value),
                 **fields,
             )
-        if self.events:
+        if self.events.listeners:
             enqueued = task.get("enqueued")
             wait = (
                 self._clock.seconds() - duration - enqueued
@@ -175,7 +175,7 @@ class Journey:
         """A package that cannot run: settle it as :attr:`~txqbroker.consumer.settlement.Outcome.REJECTED`."""
         action = decide(Outcome.REJECTED, self._capabilities)
         await self.settler.carry_out(action, delivery, {}, task, failure=failure)
-        if self.events:
+        if self.events.listeners:
             func = task.get("func") if task else None
             self.events.task_finished(
                 TaskFinished(

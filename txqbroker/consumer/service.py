@@ -261,7 +261,7 @@ class ConsumerService(service.Service):
                 self._reactor.callWhenRunning(self._reactor.stop)
             back = False
         self.broker, self.dead_letters = connector.broker, connector.dead_letters
-        if back and self.events:
+        if back and self.events.listeners:
             self.events.broker_up(self.queue)
 
     def _resolved(self, name: str) -> str:

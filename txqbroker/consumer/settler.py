@@ -164,7 +164,7 @@ class Settler:
             why=why,
             **fields,
         )
-        if self.events:
+        if self.events.listeners:
             self.events.dead_lettered(self.queue, delivery, why, fields.get("task_id"), fields.get("func"))
         try:
             if fail:
@@ -251,7 +251,7 @@ class Settler:
         ):
             return
         self.stats.handed_back += 1
-        if self.events:
+        if self.events.listeners:
             self.events.handed_back(self.queue, delivery)
 
     async def _persist(
