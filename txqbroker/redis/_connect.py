@@ -30,6 +30,7 @@ from txqbroker.options import BrokerOptions
 from txqbroker.redis.broker import RedisBroker
 from txqbroker.redis.config import RedisSettings, settings_from
 from txqbroker.redis.errors import TLSError, translate
+from txqbroker.redis.receipts import RedisReceiptBroker
 from txqbroker.redis.watchdog import PopWatchdog
 from txqbroker.tls import describe_tls_failure, is_tls_failure, trust_root
 
@@ -210,7 +211,8 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
     settings, endpoint, commands = await open_commands(options, reactor)
     blocking = _pool(settings, options, endpoint, 1)
     log.debug("connected to Redis at {where}, queue {name}", where=settings.where, name=options.name)
-    return RedisBroker(
+    kind = RedisReceiptBroker if settings.receipts else RedisBroker
+    return kind(
         commands.handler,
         blocking.handler,
         options,

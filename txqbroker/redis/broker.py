@@ -110,7 +110,7 @@ class RedisBroker:
         self._owned = owned
         self._commands_factory = commands_factory
         self._closed = False
-        self._pops = Pops(
+        self._pops = self._make_pops(
             self.key,
             options,
             blocking,
@@ -121,7 +121,10 @@ class RedisBroker:
         )
 
     def __repr__(self) -> str:
-        return f"<RedisBroker {self.name!r} on {self.where}>"
+        return f"<{type(self).__name__} {self.name!r} on {self.where}>"
+
+    #: the pops of this broker (a subclass may take packages differently)
+    _make_pops = Pops
 
     # -- plumbing ------------------------------------------------------------
 
@@ -180,12 +183,13 @@ class RedisBroker:
             return fail(BrokerUnavailable("dequeue: the broker was disconnected"))
         return self._pops.dequeue()
 
-    def _hand_back(self, payloads: list[bytes]) -> "Deferred[None]":
+    def _hand_back(self, items: list[tuple[str | None, bytes]]) -> "Deferred[None]":
         """
         Push packages taken for a caller who gave up back to the front of
         the queue, in their order.  Not cancelled, not bounded: during an
         outage it completes when Redis is back.
         """
+        payloads = [payload for _, payload in items]
         self.log.info(
             "dequeue on {queue} was abandoned: handing {count} package(s) back",
             queue=self.key,
@@ -309,11 +313,15 @@ class RedisBroker:
         except Exception:
             self.log.warn("disconnect: pops still in flight on {queue}; closing", queue=self.key)
         self._pops.stop()
+        await self._before_close()
         for thing in self._owned:
             try:
                 await bounded(thing.disconnect(), self.options.timeout, self._clock, "disconnect")
             except Exception as e:
                 self.log.warn("disconnect from {where}: {error}", where=self.where, error=str(e))
+
+    async def _before_close(self) -> None:
+        """What a subclass does once pops are over, before the connections close."""
 
     # -- stats (IStats) --------------------------------------------------------
 

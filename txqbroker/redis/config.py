@@ -22,7 +22,9 @@ TCP_SCHEMES = ("redis", "rediss")
 UNIX_SCHEMES = ("unix", "redis+unix")
 
 #: provider settings this module reads from ``options.extra``
-_KNOWN = {"db", "ssl", "ssl_ca_certs", "ssl_cert_reqs", "lazy", "pool_size", "max_connections"}
+_KNOWN = {
+    "db", "ssl", "ssl_ca_certs", "ssl_cert_reqs", "lazy", "pool_size", "max_connections", "receipts",
+}
 
 #: redis-py keys that make no sense here (txqbroker always returns bytes and
 #: reconnects by itself); accepted so that a Django Q ``Q_CLUSTER["redis"]``
@@ -62,6 +64,7 @@ class RedisSettings:
     :ivar lazy: skip the connection check when connecting: the broker is
         returned at once and connects in the background.
     :ivar pool_size: connections for the non-blocking commands.
+    :ivar receipts: delivery receipts (leases) instead of plain pops.
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +77,7 @@ class RedisSettings:
     ca_certs: str | None = None
     lazy: bool = False
     pool_size: int = 1
+    receipts: bool = False
 
     @property
     def where(self) -> str:
@@ -147,6 +151,7 @@ def settings_from(options: BrokerOptions) -> RedisSettings:
         password=options.password,
         lazy=options.get_bool("lazy"),
         pool_size=_integer("pool_size", pool, 1),
+        receipts=options.get_bool("receipts"),
     )
     if unix:
         if options.hosts:

@@ -33,6 +33,11 @@ from txqbroker.redis.watchdog import PopWatchdog
 
 __all__ = ["Pops"]
 
+def _anonymous(payloads: list[bytes]) -> list[tuple[str | None, bytes]]:
+    """Packages of plain Redis, which has no receipts."""
+    return [(None, payload) for payload in payloads]
+
+
 class _Pop:
     """
     One ``dequeue`` call: the Deferred its caller holds, whether the Redis
@@ -58,9 +63,9 @@ class Pops:
         ``bulk``, and ``timeout`` (``wait + timeout`` bounds each pop).
     :param blocking: the txredisapi handler of the blocking connection.
     :param clock: the clock of the bounds.
-    :param hand_back: pushes packages back to the front of the queue
-        (``LPUSH``), in their order; called with what a pop took after its
-        caller gave up.
+    :param hand_back: gives packages back to the queue (``LPUSH`` to its
+        front, in their order; a release in receipts mode); called with what
+        a pop took after its caller gave up.
     :param watchdog: watches each pending ``BLPOP``; stopped by
         :meth:`stop`.
     :param blocking_factory: the txredisapi factory behind ``blocking``
@@ -77,7 +82,7 @@ class Pops:
         options: BrokerOptions,
         blocking: Any,
         clock: IReactorTime,
-        hand_back: "Callable[[list[bytes]], Deferred[None]]",
+        hand_back: "Callable[[list[tuple[str | None, bytes]]], Deferred[None]]",
         watchdog: PopWatchdog | None = None,
         blocking_factory: Any = None,
     ) -> None:
@@ -158,8 +163,12 @@ class Pops:
         finally:
             self._starting = False
 
-    def _send(self) -> "Deferred[list[bytes]]":
-        """Send the pop: the packages it took, as they are in Redis."""
+    def _send(self) -> "Deferred[list[tuple[str | None, bytes]]]":
+        """Send the pop: what it took, as ``(receipt, package)``."""
+        return self._send_plain().addCallback(_anonymous)
+
+    def _send_plain(self) -> "Deferred[list[bytes]]":
+        """The plain pop: the packages it took, as they are in Redis."""
         if self._wait <= 0:
             if self._bulk == 1:
                 return self._blocking.lpop(self.key).addCallback(optional_list)
@@ -202,14 +211,14 @@ class Pops:
             d = fail()
         return d.addCallbacks(bytes_list, failed)
 
-    def _taken(self, payloads: list[bytes], pop: _Pop) -> None:
+    def _taken(self, items: list[tuple[str | None, bytes]], pop: _Pop) -> None:
         self._start_next()
         if not pop.abandoned:
             self._deadlines.discard(pop)
             self._finished()
-            pop.result.callback([(None, payload) for payload in payloads])
-        elif payloads:
-            self._hand_back(payloads).addBoth(self._finished)
+            pop.result.callback(items)
+        elif items:
+            self._hand_back(items).addBoth(self._finished)
         else:
             self._finished()
 
