@@ -40,6 +40,15 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def debug_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own that accepts ``DEBUG SLEEP`` (to stall it)."""
+    server = start_redis(extra=("--enable-debug-command", "local"))
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
 def password_redis() -> Iterator[RedisServer]:
     """A redis-server that requires the password ``s3cret-pw``."""
     server = start_redis(password="s3cret-pw")

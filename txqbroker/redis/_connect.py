@@ -13,6 +13,7 @@ from typing import Any
 
 import txredisapi
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.logger import Logger
@@ -84,7 +85,17 @@ def endpoint_for(settings: RedisSettings, reactor: Any, connect_timeout: float) 
     return endpoint
 
 
-def _factory(settings: RedisSettings, options: BrokerOptions, poolsize: int, reconnect: bool) -> _Factory:
+def _factory(
+    settings: RedisSettings,
+    options: BrokerOptions,
+    poolsize: int,
+    reconnect: bool,
+    reply_timeout: float | None = None,
+) -> _Factory:
+    """
+    :param reply_timeout: txredisapi's reply timeout, which aborts the
+        connection; ``options.timeout`` when ``None``, none when ``0``.
+    """
     factory = _Factory(
         settings.where,
         settings.db or None,  # no SELECT for db 0, the default
@@ -92,7 +103,7 @@ def _factory(settings: RedisSettings, options: BrokerOptions, poolsize: int, rec
         isLazy=reconnect,
         charset=None,
         password=settings.password,
-        replyTimeout=options.timeout,
+        replyTimeout=(options.timeout if reply_timeout is None else reply_timeout) or None,
         convertNumbers=False,
         username=settings.username,
     )
@@ -157,9 +168,15 @@ async def check_connection(settings: RedisSettings, options: BrokerOptions, endp
         await factory.disconnect()
 
 
-def _pool(settings: RedisSettings, options: BrokerOptions, endpoint: IStreamClientEndpoint, poolsize: int) -> _Factory:
+def _pool(
+    settings: RedisSettings,
+    options: BrokerOptions,
+    endpoint: IStreamClientEndpoint,
+    poolsize: int,
+    reply_timeout: float | None = None,
+) -> _Factory:
     """Reconnecting connections, connected in the background."""
-    factory = _factory(settings, options, poolsize, reconnect=True)
+    factory = _factory(settings, options, poolsize, reconnect=True, reply_timeout=reply_timeout)
 
     def failed(failure: Failure) -> None:
         # a lazy factory reports a refused AUTH or SELECT here (and stops)
@@ -209,7 +226,15 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
     :raise AuthenticationError: when it refused the credentials.
     """
     settings, endpoint, commands = await open_commands(options, reactor)
-    blocking = _pool(settings, options, endpoint, 1)
+    # no reply timeout on the pops' connection: aborting it while the
+    # server is merely stalled would lose what the server pops when it
+    # resumes; the watchdog looks after it instead
+    blocking = _pool(settings, options, endpoint, 1, reply_timeout=0)
+
+    def probe() -> "Deferred[Any]":
+        d: Deferred[Any] = commands.handler.ping()
+        return bounded(d, options.timeout, reactor, "probe")
+
     log.debug("connected to Redis at {where}, queue {name}", where=settings.where, name=options.name)
     kind = RedisReceiptBroker if settings.receipts else RedisBroker
     return kind(
@@ -219,7 +244,9 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
         reactor,
         owned=(commands, blocking),
         where=settings.where,
-        watchdog=PopWatchdog(blocking, options.wait + options.timeout, reactor),
+        watchdog=PopWatchdog(
+            blocking, options.wait + options.timeout, reactor, probe=probe, wait=options.wait
+        ),
         commands_factory=commands,
         blocking_factory=blocking,
     )

@@ -66,8 +66,8 @@ class Pops:
     :param hand_back: gives packages back to the queue (``LPUSH`` to its
         front, in their order; a release in receipts mode); called with what
         a pop took after its caller gave up.
-    :param watchdog: watches each pending ``BLPOP``; stopped by
-        :meth:`stop`.
+    :param watchdog: watches each pop on the blocking connection (every
+        command it sends there); stopped by :meth:`stop`.
     :param blocking_factory: the txredisapi factory behind ``blocking``
         when it serves these pops and nothing else: a ``BLPOP`` is then sent
         straight on its ready connection (the pops take turns, so nothing
@@ -159,6 +159,9 @@ class Pops:
                     d = self._send()
                 except Exception:
                     d = fail()
+                else:
+                    if self._watchdog is not None:
+                        self._watchdog.watch(d)
                 d.addCallbacks(self._taken, self._failed, callbackArgs=(pop,), errbackArgs=(pop,))
         finally:
             self._starting = False
@@ -178,8 +181,6 @@ class Pops:
         # handler waits for a new one
         target = ready_connection(self._blocking_factory) or self._blocking
         blpop: Deferred[Any] = target.blpop([self.key], self._blpop_timeout)
-        if self._watchdog is not None:
-            self._watchdog.watch(blpop)
         return blpop.addCallback(self._first_taken)
 
     def _first_taken(self, reply: Any) -> "list[bytes] | Deferred[list[bytes]]":

@@ -104,8 +104,6 @@ class LeasePops(Pops):
                 self._blpop_timeout,
                 apply_timeout=False,
             )
-            if self._watchdog is not None:
-                self._watchdog.watch(moved)
             return moved.addCallback(
                 lambda reply: broker._take(self._blocking_target()) if reply is not None else []
             )
