@@ -13,7 +13,7 @@ from typing import Any
 
 import txredisapi
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.logger import Logger
@@ -30,7 +30,7 @@ from txqbroker.errors import (
 from txqbroker.options import BrokerOptions
 from txqbroker.redis.broker import RedisBroker
 from txqbroker.redis.config import RedisSettings, settings_from
-from txqbroker.redis.errors import TLSError, translate
+from txqbroker.redis.errors import CredentialsRefused, TLSError, translate
 from txqbroker.redis.receipts import RedisReceiptBroker
 from txqbroker.redis.watchdog import PopWatchdog
 from txqbroker.tls import describe_tls_failure, is_tls_failure, trust_root
@@ -62,6 +62,42 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.5
     maxDelay = 5
     tls_failure: Failure | None = None
+    #: seconds a graceful :meth:`disconnect` may take before every
+    #: connection is aborted (a TLS connection still in its handshake
+    #: never closes gracefully)
+    close_timeout = 2.5
+    #: the reactor of that bound
+    clock: Any = None
+
+    def abort_connections(self) -> None:
+        """Abort every connection, ready or still in its TLS handshake."""
+        protocols = {*self.pool, *(slot.protocol for slot in self.slots)}
+        for protocol in protocols:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
+
+    def disconnect(self) -> "Deferred[None]":
+        """
+        txredisapi's ``disconnect()`` (stop reconnecting, close every
+        connection), bounded: connections still open after
+        :attr:`close_timeout` are aborted.
+        """
+        d: Deferred[None] = super().disconnect()
+        if d.called:
+            return d
+        if self.clock is None:
+            from twisted.internet import reactor as clock
+        else:
+            clock = self.clock
+        timer = clock.callLater(self.close_timeout, self.abort_connections)
+
+        def done(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(done)
 
 
 def tls_options(settings: RedisSettings) -> IOpenSSLClientConnectionCreator:
@@ -108,6 +144,7 @@ def _factory(
         username=settings.username,
     )
     factory.reconnect = reconnect
+    factory.close_timeout = max(0.1, options.timeout / 2)
     return factory
 
 
@@ -122,9 +159,9 @@ def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seco
         return BrokerUnavailable(f"Redis at {where} did not answer within {seconds:g} s")
     message = failure.getErrorMessage()
     if "NOAUTH" in message:
-        return AuthenticationError(f"Redis at {where} requires a password: none was given")
+        return CredentialsRefused(f"Redis at {where} requires a password: none was given")
     if failure.check(AuthenticationError):
-        return AuthenticationError(f"Redis at {where}: {message}")
+        return CredentialsRefused(f"Redis at {where}: {message}")
     if failure.check(BrokerUnavailable):
         hint = "" if settings.tls or settings.unix_socket else " (if it only speaks TLS, use rediss://)"
         return BrokerUnavailable(f"Redis at {where} closed the connection: {message}{hint}")
@@ -136,7 +173,7 @@ def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seco
         if reason in ("Lost connection", "Not connected") or reason.startswith("Not received"):
             return BrokerUnavailable(f"Redis at {where} closed the connection during AUTH")
         user = settings.username or "default"
-        return AuthenticationError(
+        return CredentialsRefused(
             f"Redis at {where} refused the credentials of user {user!r}: {reason}"
         )
     if detail.startswith("set dbid"):
@@ -152,20 +189,43 @@ async def check_connection(settings: RedisSettings, options: BrokerOptions, endp
     :raise BrokerUnavailable: when the server cannot be reached
         (:class:`~txqbroker.redis.errors.TLSError` when the TLS handshake
         failed).
-    :raise AuthenticationError: when the server refused the credentials.
+    :raise CredentialsRefused: (an
+        :class:`~txqbroker.errors.AuthenticationError` and a
+        :class:`~txqbroker.errors.ConfigurationError`) when the server
+        refused the credentials.
     :raise ConfigurationError: when it refused the db number.
     """
     seconds = options.connect_timeout
     factory = _factory(settings, options, 1, reconnect=False)
+    factory.clock = reactor
     ready = factory.deferred
     factory.startConnecting(endpoint)
     try:
         handler = await bounded(ready, seconds, reactor, "connect")
         await bounded(handler.ping().addErrback(translate, "PING"), seconds, reactor, "PING")
+    except CancelledError:
+        await _close(factory, settings, at_once=True)
+        raise
     except Exception:
-        raise _classify(Failure(), factory, settings, seconds) from None
-    finally:
-        await factory.disconnect()
+        error = _classify(Failure(), factory, settings, seconds)
+        await _close(factory, settings, at_once=True)
+        raise error from None
+    await _close(factory, settings, at_once=False)
+
+
+async def _close(factory: _Factory, settings: RedisSettings, at_once: bool) -> None:
+    """
+    Close the connection of a check: gracefully (bounded by the factory's
+    ``close_timeout``), or ``at_once`` by aborting it.  Never raises: the
+    check's outcome is what matters.
+    """
+    d = factory.disconnect()
+    if at_once:
+        factory.abort_connections()
+    try:
+        await d
+    except Exception as e:
+        log.debug("closing the check connection to {where}: {error}", where=settings.where, error=e)
 
 
 def _pool(
@@ -173,10 +233,12 @@ def _pool(
     options: BrokerOptions,
     endpoint: IStreamClientEndpoint,
     poolsize: int,
+    reactor: Any,
     reply_timeout: float | None = None,
 ) -> _Factory:
     """Reconnecting connections, connected in the background."""
     factory = _factory(settings, options, poolsize, reconnect=True, reply_timeout=reply_timeout)
+    factory.clock = reactor
 
     def failed(failure: Failure) -> None:
         # a lazy factory reports a refused AUTH or SELECT here (and stops)
@@ -211,7 +273,7 @@ async def open_commands(
     if not settings.lazy:
         await check_connection(settings, options, endpoint, reactor)
     size = settings.pool_size if poolsize is None else poolsize
-    return settings, endpoint, _pool(settings, options, endpoint, size)
+    return settings, endpoint, _pool(settings, options, endpoint, size, reactor)
 
 
 async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
@@ -229,7 +291,7 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
     # no reply timeout on the pops' connection: aborting it while the
     # server is merely stalled would lose what the server pops when it
     # resumes; the watchdog looks after it instead
-    blocking = _pool(settings, options, endpoint, 1, reply_timeout=0)
+    blocking = _pool(settings, options, endpoint, 1, reactor, reply_timeout=0)
 
     def probe() -> "Deferred[Any]":
         d: Deferred[Any] = commands.handler.ping()
