@@ -32,6 +32,7 @@ from txqbroker.redis.broker import RedisBroker
 from txqbroker.redis.config import RedisSettings, settings_from
 from txqbroker.redis.errors import CredentialsRefused, TLSError, translate
 from txqbroker.redis.receipts import RedisReceiptBroker
+from txqbroker.redis.sentinel import SentinelEndpoint, master_only
 from txqbroker.redis.watchdog import PopWatchdog
 from txqbroker.tls import describe_tls_failure, is_tls_failure, trust_root
 
@@ -100,6 +101,17 @@ class _Factory(txredisapi.RedisFactory):
         return d.addBoth(done)
 
 
+class _SentinelFactory(_Factory):
+    """
+    A factory whose connections are to a master only; it retries sooner
+    (every attempt asks the Sentinels again, and a failover takes seconds).
+    """
+
+    protocol = master_only(_Protocol)
+    initialDelay = 0.2
+    maxDelay = 2
+
+
 def tls_options(settings: RedisSettings) -> IOpenSSLClientConnectionCreator:
     """
     TLS that checks the server's certificate against ``ssl_ca_certs`` (or
@@ -113,6 +125,13 @@ def endpoint_for(settings: RedisSettings, reactor: Any, connect_timeout: float) 
     """The client endpoint of the server ``settings`` names."""
     if settings.unix_socket is not None:
         return UNIXClientEndpoint(reactor, settings.unix_socket, timeout=connect_timeout)
+    if settings.sentinels:
+        assert settings.service is not None
+
+        def ask(host: str, port: int) -> "Deferred[Any]":
+            return Deferred.fromCoroutine(ask_sentinel(settings, host, port, reactor, connect_timeout))
+
+        return SentinelEndpoint(settings.sentinels, settings.service, reactor, connect_timeout, ask)
     endpoint: IStreamClientEndpoint = HostnameEndpoint(
         reactor, settings.host, settings.port, timeout=connect_timeout
     )
@@ -132,7 +151,8 @@ def _factory(
     :param reply_timeout: txredisapi's reply timeout, which aborts the
         connection; ``options.timeout`` when ``None``, none when ``0``.
     """
-    factory = _Factory(
+    kind = _SentinelFactory if settings.sentinels else _Factory
+    factory = kind(
         settings.where,
         settings.db or None,  # no SELECT for db 0, the default
         poolsize,
@@ -211,6 +231,38 @@ async def check_connection(settings: RedisSettings, options: BrokerOptions, endp
         await _close(factory, settings, at_once=True)
         raise error from None
     await _close(factory, settings, at_once=False)
+
+
+async def ask_sentinel(settings: RedisSettings, host: str, port: int, reactor: Any, seconds: float) -> Any:
+    """
+    ``SENTINEL get-master-addr-by-name`` on the Sentinel at ``host:port``
+    (with ``sentinel_password``), on a connection of its own, each step
+    bounded by ``seconds``.
+    """
+    factory = _Factory(
+        f"{host}:{port}",
+        None,
+        1,
+        isLazy=False,
+        charset=None,
+        password=settings.sentinel_password,
+        replyTimeout=seconds,
+        convertNumbers=False,
+    )
+    factory.reconnect = False
+    factory.clock = reactor
+    factory.startConnecting(HostnameEndpoint(reactor, host, port, timeout=seconds))
+    try:
+        handler = await bounded(factory.deferred, seconds, reactor, "connecting to the Sentinel")
+        reply: Any = await bounded(
+            handler.execute_command("SENTINEL", "get-master-addr-by-name", settings.service),
+            seconds,
+            reactor,
+            "asking the Sentinel",
+        )
+        return reply
+    finally:
+        await _close(factory, settings, at_once=True)
 
 
 async def _close(factory: _Factory, settings: RedisSettings, at_once: bool) -> None:
