@@ -258,3 +258,20 @@ async def test_purge_forgets_leases_and_failures(make: Any, redis_py: Any) -> No
     await broker.purge_queue()
     assert await broker.queue_size() == 0 and await broker.leased_size() == 0
     await broker.acknowledge(receipt)  # names nothing now: a no-op
+
+
+async def test_acknowledge_many_is_one_round_trip(make: Any, redis_py: Any) -> None:
+    broker = await make(bulk=10, retry=0.5, wait=0.2)
+    redis_py.rpush(broker.key, *[b"p%d" % i for i in range(10)])
+    batch = await broker.dequeue()
+    assert len(batch) == 10
+    await broker.acknowledge_many([])  # nothing to do
+    with pytest.raises(UnknownReceipt):
+        await broker.acknowledge_many([batch[0][0], "bogus"])
+    assert await broker.leased_size() == 10  # nothing acknowledged
+    before = command_calls(redis_py, "evalsha")
+    await broker.acknowledge_many([receipt for receipt, _ in batch])
+    assert command_calls(redis_py, "evalsha") - before <= 1 + 1  # (a heartbeat may run)
+    assert await broker.leased_size() == 0
+    await pause(1)
+    assert await broker.dequeue() == []  # none comes back

@@ -90,22 +90,29 @@ return out
 """
 )
 
-#: Settle the lease ARGV[1] (acknowledge, delete or fail): forget it, and
-#: the package's delivery count when ARGV[2] is '1'; when ARGV[3] is a
-#: number, keep the package on the list KEYS[4], trimmed to that many.
-#: Returns 1, or 0 for a lease that is no longer current.
+#: Settle leases (acknowledge, delete or fail): ARGV[2], ARGV[3]... are
+#: lease ids, each followed by '1' when its package's delivery count is to
+#: be forgotten, else '0'.  When ARGV[1] is a number, keep each package on
+#: the list KEYS[4], trimmed to that many.  Returns how many leases were
+#: current (a stale or repeated one is skipped).
 SETTLE = Script(
     """
-local p = redis.call('HGET', KEYS[2], ARGV[1])
-if not p then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] == '1' then redis.call('HDEL', KEYS[3], redis.sha1hex(p)) end
-if ARGV[3] ~= '' then
-  redis.call('RPUSH', KEYS[4], p)
-  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[3]), -1)
+local settled = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local p = redis.call('HGET', KEYS[2], id)
+  if p then
+    settled = settled + 1
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[1], id)
+    if ARGV[i + 1] == '1' then redis.call('HDEL', KEYS[3], redis.sha1hex(p)) end
+    if ARGV[1] ~= '' then
+      redis.call('RPUSH', KEYS[4], p)
+      redis.call('LTRIM', KEYS[4], -tonumber(ARGV[1]), -1)
+    end
+  end
 end
-return 1
+return settled
 """
 )
 
