@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
+import pytest_twisted
 
 from tests.servers import RedisServer, free_port, start_redis, wait_for_port
 
@@ -28,6 +29,25 @@ def redis_py(redis_server: RedisServer) -> Iterator[Any]:
     client = redis.Redis(host="127.0.0.1", port=redis_server.port, db=0)
     yield client
     client.close()
+
+
+@pytest_twisted.async_yield_fixture()
+async def make(redis_server: RedisServer) -> Any:
+    """Connects brokers to the session's server (each on a queue of its own) and closes them."""
+    import txqbroker
+    from tests.harnesses import unique_name
+
+    made: list[Any] = []
+
+    async def make(**options: Any) -> Any:
+        options.setdefault("name", unique_name())
+        broker = await txqbroker.connect(redis_server.url, **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        await broker.disconnect()
 
 
 @pytest.fixture

@@ -9,31 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
 import txqbroker
-from tests.harnesses import unique_name
 from tests.redis.helpers import command_calls, eventually
-from tests.servers import RedisServer
 from txqbroker.errors import BrokerUnavailable
 from txqbroker.interfaces import IBroker
 from txqbroker.redis import RedisBroker
-
-
-@pytest_twisted.async_yield_fixture()
-async def make(redis_server: RedisServer) -> Any:
-    made: list[Any] = []
-
-    async def make(**options: Any) -> Any:
-        broker = await txqbroker.connect(redis_server.url, name=unique_name(), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        await broker.disconnect()
 
 
 async def pause(seconds: float) -> None:

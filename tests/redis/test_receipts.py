@@ -7,10 +7,10 @@ consumers, and Django Q producers feeding a receipts consumer.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
@@ -23,20 +23,10 @@ from txqbroker.interfaces import IBroker, IReleasable
 from txqbroker.redis import RedisReceiptBroker
 
 
-@pytest_twisted.async_yield_fixture()
-async def make(redis_server: RedisServer) -> Any:
-    made: list[Any] = []
-
-    async def make(**options: Any) -> Any:
-        options.setdefault("name", unique_name())
-        options.setdefault("receipts", True)
-        broker = await txqbroker.connect(redis_server.url, **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        await broker.disconnect()
+@pytest.fixture
+def make(make: Any) -> Any:
+    """The conftest's ``make``, in receipts mode."""
+    return functools.partial(make, receipts=True)
 
 
 async def pause(seconds: float) -> None:
@@ -248,6 +238,8 @@ async def test_an_abandoned_dequeue_releases_what_it_leased(make: Any, redis_py:
 
     await eventually(all_back, 5, "the abandoned pop did not release its packages")
     assert await broker.leased_size() == 0
+    # nobody saw them: not counted as deliveries
+    assert [broker.deliveries(r) for r, _ in await broker.dequeue()] == [1, 1, 1]
 
 
 async def test_purge_forgets_leases_and_failures(make: Any, redis_py: Any) -> None:

@@ -6,7 +6,6 @@ what was not started.
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 

@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 import pytest
-from twisted.internet import reactor, threads
+from twisted.internet import reactor, task, threads
 
 import txqbroker
 from tests.harnesses import unique_name
@@ -42,9 +42,7 @@ async def stalled(server: RedisServer, how: str) -> Any:
     assert server.proc is not None
     if how == "sigstop":
         server.proc.send_signal(signal.SIGSTOP)
-        return threads.deferToThread(lambda: None).addCallback(
-            lambda _: _later(STALL, server.proc.send_signal, signal.SIGCONT)
-        )
+        return task.deferLater(reactor, STALL, server.proc.send_signal, signal.SIGCONT)
 
     def sleep() -> None:
         import redis
@@ -60,12 +58,6 @@ async def stalled(server: RedisServer, how: str) -> Any:
         lambda: threads.deferToThread(lambda: not answers(server.port)), 5, "the server did not stall"
     )
     return done
-
-
-def _later(seconds: float, f: Any, *args: Any) -> Any:
-    from twisted.internet import task
-
-    return task.deferLater(reactor, seconds, f, *args)
 
 
 @pytest.mark.deadline(60)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from twisted.internet import reactor
 
+import txqbroker
 from tests.consumer.processes import finish, run, spawn
 from tests.consumer.test_twistd import Queues, qbroker, recorded
 from tests.servers import RedisServer
@@ -104,12 +105,12 @@ async def test_receipts_survive_kill_9(redis_server: RedisServer, tmp_path: Any)
         child = spawn(args, cwd=str(tmp_path), TXQ_TEST_RECORD=str(record))
         try:
             await until(lambda: len(set(recorded(record))) == count, 60, what="every task run")
-            await until(
-                lambda: queues.producer.leased_size().addCallback(lambda n: n == 0)
-                if hasattr(queues.producer, "leased_size")
-                else True,
-                10,
-            )
+            view = await txqbroker.connect(redis_server.url, name=queues.name, receipts=True)
+            try:
+                # every lease settled: acknowledged, none left to come back
+                await until(lambda: view.leased_size().addCallback(lambda n: n == 0), 10, what="no lease")
+            finally:
+                await view.disconnect()
         finally:
             child.kill("TERM")
         await finish(child, 30)

@@ -105,14 +105,20 @@ class Probe:
         return d
 
 
-def test_a_stalled_server_is_waited_for() -> None:
-    """No answer to the probe (the server stalls): the connection stays."""
+def probed() -> tuple[task.Clock, FakeConnection, Probe, "Deferred[Any]", PopWatchdog]:
+    """A pop watched with a probe (period 2 s, wait 1 s) on one connection."""
     clock, factory, probe = task.Clock(), FakeFactory(), Probe()
     connection = FakeConnection()
     factory.pool.append(connection)
     pop: Deferred[Any] = Deferred()
     watchdog = PopWatchdog(factory, 2, clock, probe=probe, wait=1)
     watchdog.watch(pop)
+    return clock, connection, probe, pop, watchdog
+
+
+def test_a_stalled_server_is_waited_for() -> None:
+    """No answer to the probe (the server stalls): the connection stays."""
+    clock, connection, probe, pop, watchdog = probed()
     clock.advance(2)
     assert len(probe.sent) == 1 and not connection.transport.aborted
     for _ in range(10):
@@ -130,12 +136,7 @@ def test_a_stalled_server_is_waited_for() -> None:
 
 
 def test_a_connection_silent_while_the_server_answers_is_aborted() -> None:
-    clock, factory, probe = task.Clock(), FakeFactory(), Probe()
-    connection = FakeConnection()
-    factory.pool.append(connection)
-    pop: Deferred[Any] = Deferred()
-    watchdog = PopWatchdog(factory, 2, clock, probe=probe, wait=1)
-    watchdog.watch(pop)
+    clock, connection, probe, pop, watchdog = probed()
     clock.advance(2)
     clock.advance(0.5)
     probe.sent[0].callback(b"PONG")  # the server runs

@@ -298,11 +298,14 @@ class RedisReceiptBroker(RedisBroker):
             lease, _ = self._split(task_id)
         except UnknownReceipt:
             return fail()
+        return self._release(lease, delay)
+
+    def _release(self, lease: str, delay: float, counted: bool = True) -> "Deferred[None]":
         keys = self.keys
         d = self._eval(
             RELEASE,
             [keys.leases, keys.leased, keys.deliveries, keys.queue],
-            [lease, round(delay * 1000)],
+            [lease, round(delay * 1000), "1" if counted else "0"],
             "release",
         )
         return d.addCallback(lambda _: None)
@@ -310,7 +313,8 @@ class RedisReceiptBroker(RedisBroker):
     def _hand_back(self, items: list[tuple[str | None, bytes]]) -> "Deferred[None]":
         """
         Release what a pop leased after its caller gave up (the lease would
-        bring it back anyway, later).
+        bring it back anyway, later), not counting it as a delivery: nobody
+        saw it.
         """
         self.log.info(
             "dequeue on {queue} was abandoned: releasing {count} package(s)",
@@ -320,16 +324,9 @@ class RedisReceiptBroker(RedisBroker):
         return Deferred.fromCoroutine(self._release_all(items))
 
     async def _release_all(self, items: list[tuple[str | None, bytes]]) -> None:
-        keys = self.keys
         for receipt, _ in reversed(items):  # each goes to the front
             try:
-                lease, _ = self._split(receipt)
-                await self._eval(
-                    RELEASE,
-                    [keys.leases, keys.leased, keys.deliveries, keys.queue],
-                    [lease, 0],
-                    "release",
-                )
+                await self._release(self._split(receipt)[0], 0, counted=False)
             except Exception as e:
                 self.log.info(
                     "could not release {receipt}: {error}; it comes back when its lease expires",

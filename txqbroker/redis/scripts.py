@@ -118,8 +118,9 @@ return settled
 
 #: Release the lease ARGV[1]: with ARGV[2] ms of delay, move its deadline
 #: (REAP puts it back then); without, put the package back at the front of
-#: the queue KEYS[4] at once, counting the delivery.  Returns 1, or 0 for a
-#: lease that is no longer current.
+#: the queue KEYS[4] at once, counting the delivery unless ARGV[3] is '0'
+#: (a package its caller never saw).  Returns 1, or 0 for a lease that is
+#: no longer current.
 RELEASE = Script(
     """
 local p = redis.call('HGET', KEYS[2], ARGV[1])
@@ -131,7 +132,7 @@ if delay > 0 then
 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[3], redis.sha1hex(p), 1)
+if ARGV[3] ~= '0' then redis.call('HINCRBY', KEYS[3], redis.sha1hex(p), 1) end
 redis.call('LPUSH', KEYS[4], p)
 return 1
 """
