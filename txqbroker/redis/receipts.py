@@ -149,6 +149,7 @@ class RedisReceiptBroker(RedisBroker):
         #: how long the heartbeat key lives (ms): three missed beats, plus
         #: a command's timeout
         self._alive_ms = round((3 * self.period + self.options.timeout) * 1000)
+        self._beating: Deferred[None] | None = None
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = self._clock
         self._beat.start(self.period, now=True)
@@ -232,7 +233,9 @@ class RedisReceiptBroker(RedisBroker):
                 "heartbeat on {queue} failed: {error}", queue=self.key, error=failure.getErrorMessage()
             )
 
-        return d.addCallbacks(reaped, failed)
+        d.addCallbacks(reaped, failed)
+        self._beating = d
+        return d
 
     # -- receipts ----------------------------------------------------------------
 
@@ -367,6 +370,8 @@ class RedisReceiptBroker(RedisBroker):
         """
         if self._beat.running:
             self._beat.stop()
+        if self._beating is not None and not self._beating.called:
+            self._beating.cancel()  # (the script still runs if it was sent)
         return super().disconnect()
 
     close = disconnect

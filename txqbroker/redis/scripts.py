@@ -71,6 +71,7 @@ TAKE = Script(
 local deadline = now_ms() + tonumber(ARGV[2])
 local max = tonumber(ARGV[1])
 local serial = tonumber(ARGV[4])
+local counted = redis.call('EXISTS', KEYS[5]) == 1
 local out = {}
 local n = 0
 for _, key in ipairs({KEYS[2], KEYS[1]}) do
@@ -82,7 +83,7 @@ for _, key in ipairs({KEYS[2], KEYS[1]}) do
     redis.call('ZADD', KEYS[3], deadline, id)
     redis.call('HSET', KEYS[4], id, p)
     out[#out + 1] = id
-    out[#out + 1] = redis.call('HGET', KEYS[5], redis.sha1hex(p)) or '0'
+    out[#out + 1] = counted and redis.call('HGET', KEYS[5], redis.sha1hex(p)) or '0'
     out[#out + 1] = p
   end
 end
