@@ -267,3 +267,18 @@ async def test_acknowledge_many_is_one_round_trip(make: Any, redis_py: Any) -> N
     assert await broker.leased_size() == 0
     await pause(1)
     assert await broker.dequeue() == []  # none comes back
+
+
+async def test_touch_extends_a_lease(make: Any) -> None:
+    broker = await make(retry=1, wait=0.2)
+    await broker.enqueue(b"long task")
+    [(receipt, _)] = await broker.dequeue()
+    for _ in range(3):  # 1.5 s in all: longer than retry
+        assert await broker.touch(receipt, 1) == receipt
+        await pause(0.5)
+    assert await broker.dequeue() == []  # still out
+    await broker.acknowledge(receipt)
+    with pytest.raises(UnknownReceipt):
+        await broker.touch(receipt)  # settled
+    with pytest.raises(ConfigurationError):
+        await broker.touch(receipt, 0)

@@ -303,6 +303,38 @@ class RedisReceiptBroker(RedisBroker):
             return fail()
         return self._release(lease, delay)
 
+    def touch(self, task_id: str, timeout: float | None = None) -> "Deferred[str]":
+        """
+        Extend the lease of a long task: it ends ``timeout`` seconds from
+        now (``retry`` by default) instead of ``retry`` after the delivery.
+
+        :return: a Deferred firing with the receipt (unchanged).
+        :raise UnknownReceipt: (errback) for a malformed receipt, or one
+            whose lease already ended (the package is back on the queue, or
+            was settled).
+        """
+        seconds = self.options.retry if timeout is None else timeout
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            return fail(ConfigurationError(f"timeout must be a number of seconds > 0, not {timeout!r}"))
+        try:
+            lease, _ = self._split(task_id)
+        except UnknownReceipt:
+            return fail()
+        keys = self.keys
+        d = self._eval(
+            RELEASE,
+            [keys.leases, keys.leased, keys.deliveries, keys.queue],
+            [lease, max(1, round(seconds * 1000)), "1"],
+            "touch",
+        )
+
+        def extended(current: Any) -> str:
+            if not int(current):
+                raise UnknownReceipt(f"the lease of {task_id!r} has ended")
+            return task_id
+
+        return d.addCallback(extended)
+
     def _release(self, lease: str, delay: float, counted: bool = True) -> "Deferred[None]":
         keys = self.keys
         d = self._eval(
