@@ -61,7 +61,7 @@ async def stalled(server: RedisServer, how: str) -> Any:
 
 
 @pytest.mark.deadline(60)
-@pytest.mark.parametrize("mode", ["plain", "receipts"])
+@pytest.mark.parametrize("mode", ["plain", "plain-bulk", "receipts"])
 @pytest.mark.parametrize("how", ["sigstop", "debug-sleep"])
 async def test_a_stalled_server_loses_nothing(debug_redis: RedisServer, mode: str, how: str) -> None:
     broker = await txqbroker.connect(
@@ -71,6 +71,7 @@ async def test_a_stalled_server_loses_nothing(debug_redis: RedisServer, mode: st
         timeout=0.5,
         retry=2,
         receipts=mode == "receipts",
+        bulk=1 if mode == "plain" else 3,
     )
     sent = [b"job-%d" % i for i in range(8)]
     received: list[bytes] = []

@@ -95,6 +95,8 @@ class Pops:
         )
         self._blocking = blocking
         self._blocking_factory = blocking_factory
+        #: whether the server may know BLMPOP (until it says it does not)
+        self._blmpop = True
         self._hand_back = hand_back
         self._watchdog = watchdog
         #: whether a pop is on the blocking connection; the pops waiting
@@ -179,9 +181,32 @@ class Pops:
             return several.addCallback(bytes_list)
         # straight on the dedicated connection when it is ready; else the
         # handler waits for a new one
-        target = ready_connection(self._blocking_factory) or self._blocking
+        connection = ready_connection(self._blocking_factory)
+        if connection is not None and self._bulk > 1 and self._blmpop:
+            return self._blmpop_on(connection)
+        target = connection or self._blocking
         blpop: Deferred[Any] = target.blpop([self.key], self._blpop_timeout)
         return blpop.addCallback(self._first_taken)
+
+    def _blmpop_on(self, connection: Any) -> "Deferred[list[bytes]]":
+        """
+        A bulk in one round trip: ``BLMPOP wait 1 key LEFT COUNT bulk``
+        (Redis 7.0+), on the dedicated connection only (txredisapi does not
+        take a pool's connection aside for it).  A server that does not
+        know it gets ``BLPOP`` and ``LPOP`` from then on.
+        """
+        d: Deferred[Any] = connection.execute_command(
+            "BLMPOP", self._blpop_timeout, 1, self.key, "LEFT", "COUNT", self._bulk
+        )
+
+        def unknown(failure: Failure) -> "list[bytes] | Deferred[list[bytes]] | Failure":
+            if "unknown command" not in failure.getErrorMessage().lower():
+                return failure
+            self.log.info("this Redis has no BLMPOP: popping with BLPOP and LPOP")
+            self._blmpop = False
+            return self._send_plain()
+
+        return d.addCallbacks(lambda reply: bytes_list(reply[1]) if reply else [], unknown)
 
     def _first_taken(self, reply: Any) -> "list[bytes] | Deferred[list[bytes]]":
         if not reply:
