@@ -3,9 +3,10 @@
 txredisapi connection handlers.
 
 The queue is the list ``django_q:{name}:q``: ``enqueue`` is ``RPUSH``,
-``dequeue`` is ``BLPOP`` on a connection of its own (then one
-``LPOP key count`` for the rest of a bulk).  Plain Redis has no delivery
-receipts: a package is gone from Redis as soon as it is dequeued.
+``dequeue`` is ``BLPOP`` (``BLMPOP`` for a bulk) on a connection of its
+own.  Plain Redis has no delivery receipts: a package is gone from Redis as
+soon as it is dequeued (see :mod:`txqbroker.redis.receipts` for the
+receipts mode).
 
 This module does not import txredisapi (which installs the default
 reactor): it only calls the handlers it is given.
@@ -166,9 +167,9 @@ class RedisBroker:
     def dequeue(self) -> "Deferred[list[tuple[str | None, bytes]]]":
         """
         ``BLPOP`` the queue for up to ``options.wait`` seconds (``LPOP``
-        when ``wait`` is 0), then, when ``bulk`` > 1, take up to
-        ``bulk - 1`` more packages with one ``LPOP key count``
-        (:class:`~txqbroker.redis.pops.Pops`).
+        when ``wait`` is 0); when ``bulk`` > 1, ``BLMPOP`` takes up to
+        ``bulk`` packages at once (on Redis before 7.0, ``BLPOP`` then one
+        ``LPOP key count``) (:class:`~txqbroker.redis.pops.Pops`).
 
         Pops of one broker take turns on its blocking connection.  The
         returned Deferred is bounded by ``wait + timeout``.  Cancelling it
