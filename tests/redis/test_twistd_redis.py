@@ -120,3 +120,41 @@ async def test_receipts_survive_kill_9(redis_server: RedisServer, tmp_path: Any)
     assert sorted(set(done)) == list(range(count))
     # only tasks running at a kill run twice: at most concurrency per kill
     assert len(done) - count <= 2 * 8, len(done) - count
+
+
+@pytest.mark.deadline(120)
+@pytest.mark.parametrize("mode", ["plain", "receipts"])
+async def test_a_frozen_server_loses_nothing(own_redis: RedisServer, tmp_path: Any, mode: str) -> None:
+    """
+    Redis frozen with SIGSTOP for longer than every timeout, mid-run, and
+    resumed: every task runs (in plain mode exactly once).
+    """
+    import signal
+
+    from twisted.internet import task
+
+    record = tmp_path / "record"
+    count = 300
+    async with Queues(own_redis.url) as queues:
+        await queues.enqueue(count, "sample.record", 0.01)
+        args = qbroker(queues, "--concurrency=8", "-o", "timeout=1", "-o", "wait=0.5", "--retry=3")
+        if mode == "receipts":
+            args += ["-o", "receipts=true"]
+        child = spawn(args, cwd=str(tmp_path), TXQ_TEST_RECORD=str(record))
+        assert own_redis.proc is not None
+        try:
+            await until(lambda: len(recorded(record)) >= 50, 30, what="50 tasks run")
+            own_redis.proc.send_signal(signal.SIGSTOP)
+            try:
+                await task.deferLater(reactor, 6, lambda: None)  # the stall itself
+            finally:
+                own_redis.proc.send_signal(signal.SIGCONT)
+            await until(lambda: len(set(recorded(record))) == count, 60, what="every task run")
+        finally:
+            child.kill("TERM")
+        await finish(child, 30)
+    done = recorded(record)
+    assert sorted(set(done)) == list(range(count))
+    if mode == "plain":
+        assert len(done) == count, "a task ran twice"
+    assert "Traceback" not in child.output
