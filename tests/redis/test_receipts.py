@@ -282,3 +282,13 @@ async def test_touch_extends_a_lease(make: Any) -> None:
         await broker.touch(receipt)  # settled
     with pytest.raises(ConfigurationError):
         await broker.touch(receipt, 0)
+
+
+@pytest.mark.parametrize(
+    "version, supported",
+    [("7.0.15", True), ("6.2.0", True), ("6.2.14", True), ("6.0.9", False), ("5.0.7", False), ("10.1", True), ("", False)],
+)
+def test_receipts_need_redis_6_2(version: str, supported: bool) -> None:
+    from txqbroker.redis._connect import receipts_supported
+
+    assert receipts_supported(version) is supported

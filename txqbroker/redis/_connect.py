@@ -32,6 +32,7 @@ from txqbroker.redis.broker import RedisBroker
 from txqbroker.redis.config import RedisSettings, settings_from
 from txqbroker.redis.errors import CredentialsRefused, TLSError, translate
 from txqbroker.redis.receipts import RedisReceiptBroker
+from txqbroker.redis.replies import as_bytes
 from txqbroker.redis.sentinel import SentinelEndpoint, master_only
 from txqbroker.redis.watchdog import PopWatchdog
 from txqbroker.tls import describe_tls_failure, is_tls_failure, trust_root
@@ -223,6 +224,13 @@ async def check_connection(settings: RedisSettings, options: BrokerOptions, endp
     try:
         handler = await bounded(ready, seconds, reactor, "connect")
         await bounded(handler.ping().addErrback(translate, "PING"), seconds, reactor, "PING")
+        if settings.receipts:
+            info = await bounded(handler.info("server").addErrback(translate, "INFO"), seconds, reactor, "INFO")
+            version = as_bytes(info.get("redis_version", b"0")).decode("ascii", "replace")
+            if not receipts_supported(version):
+                raise ConfigurationError(
+                    f"the receipts mode needs Redis 6.2 or later (BLMOVE, LMOVE); {settings.where} runs {version}"
+                )
     except CancelledError:
         await _close(factory, settings, at_once=True)
         raise
@@ -263,6 +271,21 @@ async def ask_sentinel(settings: RedisSettings, host: str, port: int, reactor: A
         return reply
     finally:
         await _close(factory, settings, at_once=True)
+
+
+def receipts_supported(version: str) -> bool:
+    """
+    Whether a Redis server of this version (``INFO server``'s
+    ``redis_version``) can serve the receipts mode.
+
+    >>> receipts_supported("7.0.15"), receipts_supported("6.0.9")
+    (True, False)
+    """
+    numbers = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers) >= (6, 2)
 
 
 async def _close(factory: _Factory, settings: RedisSettings, at_once: bool) -> None:
