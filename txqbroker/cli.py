@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--codec", choices=("json", "djangoq"), default="json", help="the package format")
     p.add_argument("--secret-file", default=None, help="a file holding the signing secret(s), newest first")
+    p.add_argument("--salt", default=None, help="the signing salt (default: the queue name)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (default: %(default)s)")
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -139,7 +140,7 @@ async def _enqueue(reactor: Any, args: argparse.Namespace, broker: Any) -> int:
         raise ConfigurationError(f"--count must be at least 1, not {args.count}")
     if not isinstance(args.kwargs, dict):
         raise ConfigurationError("--kwargs must be a JSON object")
-    codec = _make_codec(args.codec, read_secrets([], args.secret_file), broker.name, None)
+    codec = _make_codec(args.codec, read_secrets([], args.secret_file), args.salt or broker.name, None)
     meta = {"result_ttl": args.result_ttl, "save": False if args.no_save else None}
     ids: list[str] = []
     remaining = args.count

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from txqbroker.errors import ConfigurationError, InvalidPayload, PayloadTooLarge
 
-__all__ = ["check_payload", "check_stat"]
+__all__ = ["check_payload", "check_stat", "package_text"]
 
 
 def check_payload(task: object, limit: int) -> bytes:
@@ -28,6 +28,21 @@ def check_payload(task: object, limit: int) -> bytes:
             f"the package is {len(task)} bytes; this broker accepts at most {limit}"
         )
     return task
+
+
+def package_text(package: bytes) -> str:
+    """
+    A package as the text of a message body (``encoding=text`` of the
+    providers whose bodies are strings).
+
+    :raise InvalidPayload: when it is not UTF-8.
+    """
+    try:
+        return package.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayload(
+            "with encoding=text a package must be UTF-8; use encoding=base64 for bytes"
+        ) from None
 
 
 def check_stat(value: object, timeout: object) -> None:

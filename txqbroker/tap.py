@@ -108,7 +108,7 @@ def read_secrets(secrets: list[str], secret_file: str | None, environ: Any = os.
             with open(secret_file, encoding="utf-8") as f:
                 found = [line.strip() for line in f if line.strip()]
         except OSError as e:
-            raise ConfigurationError(f"cannot read the secret file: {e.strerror}") from None
+            raise ConfigurationError(f"cannot read the secret file {secret_file!r}: {e.strerror}") from None
         if not found:
             raise ConfigurationError(f"the secret file {secret_file!r} holds no secret")
         return found
@@ -167,6 +167,13 @@ class Options(usage.Options):
         ],
         ["codec", None, "json", "The package format: json, or djangoq (Django Q's pickled format; opt-in)."],
         ["secret-file", None, None, "A file holding the signing secret(s), one per line, newest first."],
+        [
+            "salt",
+            None,
+            None,
+            "The signing salt (default: the queue name); with --codec=djangoq, Django Q's "
+            "name setting when it queues on another cluster's name (ALT_CLUSTERS).",
+        ],
         ["max-age", None, None, "Reject signed packages older than this many seconds.", _seconds("max-age")],
         [
             "stats",
@@ -257,9 +264,13 @@ class Options(usage.Options):
             )
             if self["results"] is not None:
                 _check_results_url(self["results"])
+            if self["salt"] is not None and not self["salt"]:
+                raise ConfigurationError("--salt must not be empty (leave it out for the queue name)")
             self["secrets"] = read_secrets(self["secrets"], self["secret-file"])
+            if self["salt"] and not self["secrets"] and self["codec"] == "json":
+                raise ConfigurationError("--salt signs packages: give a secret too (or leave --salt out)")
             self["codec_instance"] = _make_codec(
-                self["codec"], self["secrets"], self["broker"].name, self["max-age"]
+                self["codec"], self["secrets"], self["salt"] or self["broker"].name, self["max-age"]
             )
             load_task_modules(self["tasks"])
             self["registry"] = registry.restricted_to(self["tasks"])
@@ -342,9 +353,12 @@ def makeService(options: Options) -> IService:
         connect_queue,
         broker.name,
         options["registry"],
-        # salted with the queue's name as the broker resolves it (a URL may
-        # name the queue); postOptions already checked the codec settings
-        lambda queue: _make_codec(options["codec"], options["secrets"], queue, options["max-age"]),
+        # salted with --salt, else the queue's name as the broker resolves it
+        # (a URL may name the queue); postOptions already checked the codec
+        # settings
+        lambda queue: _make_codec(
+            options["codec"], options["secrets"], options.get("salt") or queue, options["max-age"]
+        ),
         options["config"],
         reactor=reactor,
         connect_stats=(lambda: connect(stats_options, reactor)) if stats_options is not None else None,

@@ -93,3 +93,23 @@ async def test_consumers_listed_from_their_stats(redis_server: Any) -> None:
         await service.stopService()
     none = await run(cli(redis_server.url, unique_name("cli"), "consumers"))
     assert none.status == 0 and "no consumers" in none.out.decode()
+
+
+async def test_enqueue_signs_with_the_salt_given(redis_server: Any, tmp_path: Any) -> None:
+    """``--salt`` signs for a Django Q cluster whose ``name`` is not the queue's."""
+    from txqbroker.packages import DjangoQCodec
+
+    secrets = tmp_path / "secrets"
+    secrets.write_text("k3y\n")
+    url, queue = redis_server.url, unique_name("long")
+    common = ["--codec=djangoq", f"--secret-file={secrets}"]
+    done = await run(cli(url, queue, *common, "--salt=default", "enqueue", "app.add", "1"))
+    assert done.status == 0, done.output
+    broker = await txqbroker.connect(url, name=queue)
+    try:
+        [(_, payload)] = await broker.dequeue()
+        task = DjangoQCodec(["k3y"], "default", max_size=1 << 20).decode(payload)
+        assert (task["id"], task["args"]) == (done.out.decode().strip(), [1])
+    finally:
+        await broker.delete_queue()
+        await broker.disconnect()

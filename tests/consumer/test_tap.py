@@ -57,8 +57,11 @@ def test_secret_file(tmp_path: Any) -> None:
     path.write_text("one\n\ntwo\n")
     assert read_secrets([], str(path), environ={}) == ["one", "two"]
     assert read_secrets(["cli"], str(path), environ={}) == ["cli"]
-    with pytest.raises(usage.UsageError, match="cannot read the secret file"):
-        parse(f"--secret-file={tmp_path / 'missing'}")
+    missing = str(tmp_path / "missing")
+    with pytest.raises(usage.UsageError) as info:
+        parse(f"--secret-file={missing}")
+    # the message names the file and why
+    assert f"cannot read the secret file {missing!r}: No such file or directory" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -172,3 +175,33 @@ def test_stats_on_a_separate_store() -> None:
     d = service.stopService()
     clock.advance(1)
     assert d.called and not stats.ping().result  # disconnected with the service
+
+
+def test_salt_separate_from_the_queue_name(monkeypatch: Any) -> None:
+    """
+    Django Q signs with its ``name`` setting but may queue on another
+    cluster's name (``ALT_CLUSTERS``): ``--salt`` gives the salt apart from
+    ``--queue``, which stays the default salt.
+    """
+    from txqbroker.packages import BadSignature, DjangoQCodec
+
+    package = DjangoQCodec(["k3y"], "default", max_size=1 << 20).encode(
+        new_task("sample.record", [1], enqueued=0.0)
+    )
+    common = ("--backend=memory://", "--queue=long", "--codec=djangoq", "--secret=k3y")
+    salted = parse(*common, "--salt=default")
+    assert salted["codec_instance"].decode(package)["args"] == [1]
+    service = makeService(salted)
+    assert isinstance(service, ConsumerService)
+    # the codec the consumer makes once the broker has resolved the queue
+    assert service._make_codec is not None
+    assert service._make_codec("long").decode(package)["args"] == [1]
+    unsalted = makeService(parse(*common))
+    assert isinstance(unsalted, ConsumerService) and unsalted._make_codec is not None
+    with pytest.raises(BadSignature, match="salt 'long'"):
+        unsalted._make_codec("long").decode(package)
+    with pytest.raises(usage.UsageError, match="--salt must not be empty"):
+        parse(*common, "--salt=")
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    with pytest.raises(usage.UsageError, match="--salt signs packages: give a secret"):
+        parse("--salt=default")

@@ -307,3 +307,44 @@ async def test_nodes_run_in_a_process_of_their_own() -> None:
         if transport.pid is not None:
             transport.signalProcess("TERM")
         await process.ended
+
+
+async def test_jscan_pages_vary_as_the_real_servers_do() -> None:
+    """
+    Disque walks its hash table a bucket at a time until the page holds
+    COUNT items: pages hold at least COUNT (more when the last bucket had
+    several), fewer only under a filter or at the end.
+    """
+    server = DisqueServer(reactor, rng=random.Random(4))
+    await server.start()
+    conn = DisqueConnection([("127.0.0.1", server.port)], reactor, shuffle=False)
+    try:
+        # one job in 20 is in the queue the filtered scan wants
+        ids = set()
+        for i in range(240):
+            queue = "wanted" if i % 20 == 0 else "other"
+            job_id = await conn.addjob(queue, b"%d" % i, retry=60, replicate=1)
+            if queue == "wanted":
+                ids.add(job_id)
+
+        async def walk(**options: Any) -> list[list[str]]:
+            pages, cursor = [], "0"
+            while True:
+                cursor, page = await conn.jscan(cursor, count=5, **options)
+                pages.append(page)
+                if cursor == "0":
+                    return pages
+
+        everything = await walk()
+        assert len({i for page in everything for i in page}) == 240
+        assert all(len(page) >= 5 for page in everything[:-1])
+        assert any(len(page) > 5 for page in everything)
+        filtered = await walk(queue="wanted")
+        assert {i for page in filtered for i in page} == ids
+        assert any(len(page) < 5 for page in filtered[:-1])
+        # without COUNT, Disque's default of 100 applies
+        cursor, first = await conn.jscan(0)
+        assert cursor != "0" and 100 <= len(first) < 240
+    finally:
+        await conn.disconnect()
+        await server.stop()

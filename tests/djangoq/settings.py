@@ -27,6 +27,8 @@ Q_CLUSTER = {
     "scheduler": False,
     "catch_up": False,
     "guard_cycle": 0.2,
+    # Django Q reads it when Q_CLUSTER_NAME names another cluster
+    "ALT_CLUSTERS": {},
     "redis": {
         "host": "127.0.0.1",
         "port": int(os.environ.get("TXQ_DJANGOQ_REDIS_PORT", "6379")),

@@ -107,6 +107,9 @@ def test_unreadable_iron_json_names_the_file_not_its_contents(tmp_path: Path) ->
         ("ironmq://tok@h/p/q/x", {}),
         ("ironmq://tok@h:99999/p/q", {}),
         ("ironmq://tok@h/p/q", {"retry": 86401}),
+        ("ironmq://tok@h/p/q", {"retry": 29}),
+        ("ironmq://tok@h/p/q", {"retry": 1}),
+        ("ironmq://tok@h/p/q", {"encoding": "rot13"}),
         ("ironmq://tok@h/p/q", {"retries": "many"}),
         ("ironmq://tok@h/p/q", {"max_message_size": "0"}),
     ],
@@ -140,6 +143,10 @@ def test_an_explicit_name_wins_over_the_url(tmp_path: Path) -> None:
         ("max_message_size=x", "max_message_size must be an integer"),
         ("max_connections=0", "max_connections must be >= 1"),
         ("retry=100000", "retry must be from 0 to 86400 seconds"),
+        ("retry=10", "retry must be from 30 to 86400 seconds \\(or 0"),
+        ("retry=29.5", "IronMQ's shortest reservation is 30 s"),
+        ("encoding=hex", "encoding must be one of base64, text"),
+        ("legacy_bodies=perhaps", "legacy_bodies must be true or false"),
         ("cancel_polls_on_disconnect=maybe", "cancel_polls_on_disconnect must be true or false"),
     ],
 )
@@ -177,3 +184,15 @@ def test_ssl_ca_certs_names_the_authorities_of_an_https_host(tmp_path: Path) -> 
     # a CA without TLS would protect nothing
     with pytest.raises(ConfigurationError, match="ssl_ca_certs is set but .* without TLS"):
         resolve("ironmq://tok@127.0.0.1/p/q?protocol=http", tmp_path, ssl_ca_certs=ca)
+
+
+def test_twistd_refuses_a_retry_below_ironmqs_shortest_reservation() -> None:
+    """Checked before twistd starts, like any other bad option."""
+    from twisted.python import usage
+
+    from txqbroker.tap import Options
+
+    base = ["--tasks=tests.consumer.sample_tasks", "--backend=ironmq://t@127.0.0.1:1/p/q?protocol=http"]
+    Options().parseOptions([*base, "--retry=30"])
+    with pytest.raises(usage.UsageError, match="retry must be from 30 to 86400"):
+        Options().parseOptions([*base, "--retry=10"])

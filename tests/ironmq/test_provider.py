@@ -313,12 +313,12 @@ async def test_disconnect_can_give_up_a_cancelled_long_poll(
 # -- payloads ----------------------------------------------------------------
 
 
-async def test_bodies_are_base64(connect: Brokers, clocked_server: IronMQServer) -> None:
+async def test_bodies_are_marked_base64(connect: Brokers, clocked_server: IronMQServer) -> None:
     broker = await connect(clocked_server)
     await broker.enqueue(b"\x00\xffbinary")
     await broker.enqueue(b"")
     sent = [m["body"] for b in bodies(clocked_server, "POST", "/messages") for m in b["messages"]]
-    assert sent == [base64.b64encode(b"\x00\xffbinary").decode(), "="]
+    assert sent == ["txq64:" + base64.b64encode(b"\x00\xffbinary").decode(), "txq64:"]
     got = await broker.dequeue()
     got += await broker.dequeue()
     assert [p for _, p in got] == [b"\x00\xffbinary", b""]
@@ -340,16 +340,72 @@ async def test_a_plain_text_body_is_delivered_as_utf8(
     assert payload == "héllo, world".encode("utf-8")
 
 
+@pytest.mark.parametrize("body", ["test", "true", "1234", "=", "abcd+/==", "txq64:not base64!"])
+async def test_a_foreign_body_that_looks_like_base64_is_never_decoded(
+    connect: Brokers, clocked_server: IronMQServer, body: str
+) -> None:
+    from txqbroker.http import HTTPService
+
+    broker = await connect(clocked_server)
+    other = HTTPService(reactor, f"http://{clocked_server.host}/3/projects/{clocked_server.project_id}",
+                        headers={"Authorization": f"OAuth {clocked_server.token}"})
+    try:
+        await other.request("POST", "queues/jobs/messages", json={"messages": [{"body": body}]})
+    finally:
+        await other.close()
+    [(_, payload)] = await broker.dequeue()
+    assert payload == body.encode("utf-8")
+
+
+async def test_legacy_bodies_read_unprefixed_base64_while_migrating(
+    connect: Brokers, clocked_server: IronMQServer
+) -> None:
+    from txqbroker.http import HTTPService
+
+    broker = await connect(clocked_server, legacy_bodies="true", bulk=3)
+    other = HTTPService(reactor, f"http://{clocked_server.host}/3/projects/{clocked_server.project_id}",
+                        headers={"Authorization": f"OAuth {clocked_server.token}"})
+    old = [base64.b64encode(b"\x00old").decode(), "=", "not base64!"]
+    try:
+        await other.request("POST", "queues/jobs/messages", json={"messages": [{"body": b} for b in old]})
+    finally:
+        await other.close()
+    got = await broker.dequeue()
+    assert [p for _, p in got] == [b"\x00old", b"", b"not base64!"]
+
+
+async def test_text_encoding_sends_packages_as_they_are(
+    connect: Brokers, clocked_server: IronMQServer
+) -> None:
+    from txqbroker.errors import InvalidPayload
+
+    broker = await connect(clocked_server, encoding="text", bulk=3)
+    await broker.enqueue("djangoq:package".encode())
+    await broker.enqueue(b"")
+    await broker.enqueue(b"1234")
+    sent = [m["body"] for b in bodies(clocked_server, "POST", "/messages") for m in b["messages"]]
+    # the empty package cannot be an empty body: it is marked
+    assert sent == ["djangoq:package", "txq64:", "1234"]
+    assert [p for _, p in await broker.dequeue()] == [b"djangoq:package", b"", b"1234"]
+    assert broker.capabilities.max_payload == 65536
+    for bad in (b"\xff", b"txq64:AAAA"):
+        with pytest.raises(InvalidPayload):
+            await broker.enqueue(bad)
+    with pytest.raises(ConfigurationError, match="encoding"):
+        await connect(clocked_server, encoding="rot13")
+
+
 async def test_max_payload_accounts_for_base64(connect: Brokers, clocked_server: IronMQServer) -> None:
     small = await connect(clocked_server)
-    assert small.capabilities.max_payload == 49152
-    await small.enqueue(bytes(49152))
+    # base64 of 3 bytes is 4 characters, after the 6 of "txq64:"
+    assert small.capabilities.max_payload == 49146
+    await small.enqueue(bytes(49146))
     with pytest.raises(PayloadTooLarge):
-        await small.enqueue(bytes(49153))
+        await small.enqueue(bytes(49147))
     clocked_server.max_body_size = 256 * 1024
     large = await connect(clocked_server, max_message_size=256 * 1024)
-    assert large.capabilities.max_payload == 196608
-    await large.enqueue(bytes(196608))
+    assert large.capabilities.max_payload == 196602
+    await large.enqueue(bytes(196602))
     capped = await connect(clocked_server, max_payload=10)
     with pytest.raises(PayloadTooLarge):
         await capped.enqueue(b"x" * 11)
@@ -380,19 +436,34 @@ async def test_queue_size_counts_waiting_messages(connect: Brokers, clocked_serv
     assert await broker.total_size() == 3
 
 
-async def test_queue_size_from_100_waiting_is_ironmq_size(
-    connect: Brokers, clocked_server: IronMQServer
+async def test_queue_size_is_ironmq_size_less_what_this_broker_holds(
+    connect: Brokers, clocked_server: IronMQServer, clock: task.Clock
 ) -> None:
-    broker = await connect(clocked_server, bulk=20)
+    from txqbroker.ironmq.config import resolve_settings
+    from txqbroker.registry import options_for
+
+    # this broker's reservations end on the stand-in's clock
+    settings, options = resolve_settings(options_for(clocked_server.broker_url("jobs"), bulk=20, retry=30, wait=0))
+    broker = IronMQBroker(settings, options, reactor, clock=clock)
+    connect.made.append(broker)
+    other = await connect(clocked_server, bulk=5)
     for i in range(130):
         await broker.enqueue(b"%d" % i)
     got = await broker.dequeue()
     assert len(got) == 20
-    # 110 wait; IronMQ's size says 130 and v3 gives no reserved count
-    assert await broker.queue_size() == 130
-    for task_id, _ in got:
-        await broker.acknowledge(task_id)
+    # IronMQ's size says 130 and v3 gives no reserved count
+    assert await broker.total_size() == 130
     assert await broker.queue_size() == 110
+    # what another consumer holds counts as waiting, for this broker
+    assert len(await other.dequeue()) == 5
+    assert (await broker.queue_size(), await other.queue_size()) == (110, 125)
+    for task_id, _ in got[:10]:
+        await broker.acknowledge(task_id)
+    await broker.release(got[10][0])
+    assert await broker.queue_size() == 111
+    # the reservations end: the messages wait again
+    clock.advance(30)
+    assert await broker.queue_size() == 120
 
 
 async def test_ping_and_info(connect: Brokers, ironmq_server: IronMQServer) -> None:
@@ -493,3 +564,27 @@ async def test_tokens_never_reach_the_logs(connect: Brokers, ironmq_server: Iron
     assert "retrying POST" in text and "(HTTP 503)" in text
     assert "refused the token" in text
     assert ironmq_server.token not in text and wrong not in text and "OAuth" not in text
+
+
+async def test_queue_size_is_exact_when_answers_are_sparse(
+    connect: Brokers, clocked_server: IronMQServer
+) -> None:
+    import random
+
+    # the hosted service may answer a peek or a reservation with fewer
+    # messages than there are: queue_size must not count a peek
+    clocked_server.sparse = random.Random(1)
+    broker = await connect(clocked_server, bulk=50)
+    for i in range(40):
+        await broker.enqueue(b"%d" % i)
+    for _ in range(5):
+        assert await broker.queue_size() == 40
+    got = await broker.dequeue()
+    assert 1 <= len(got) < 40
+    assert await broker.queue_size() == 40 - len(got)
+    while len(got) < 40:
+        more = await broker.dequeue()
+        assert more
+        got += more
+    assert sorted(int(p) for _, p in got) == list(range(40))
+    assert await broker.queue_size() == 0

@@ -141,3 +141,48 @@ async def test_stop_closes_open_connections(clock: task.Clock) -> None:
         await polling
     assert not clock.getDelayedCalls()
     await client.pool.closeCachedConnections()
+
+
+async def test_reservations_shorter_than_30_seconds_are_refused(raw: Raw) -> None:
+    """IronMQ's shortest reservation ``timeout`` is 30 s; the stand-in's too."""
+    await raw("POST", "queues/short/messages", json.dumps({"messages": [{"body": "x"}]}).encode())
+    status, answer = await raw("POST", "queues/short/reservations", json.dumps({"n": 1, "timeout": 29}).encode())
+    assert status == 400 and "timeout" in answer["msg"]
+    status, answer = await raw("PUT", "queues/other", json.dumps({"queue": {"message_timeout": 10}}).encode())
+    assert status == 400
+    status, answer = await raw("POST", "queues/short/reservations", json.dumps({"n": 1, "timeout": 30}).encode())
+    assert status == 200
+    [message] = answer["messages"]
+    status, answer = await raw(
+        "POST",
+        f"queues/short/messages/{message['id']}/touch",
+        json.dumps({"reservation_id": message["reservation_id"], "timeout": 5}).encode(),
+    )
+    assert status == 400
+
+
+async def test_sparse_answers_are_fewer_than_asked_and_reproducible(clock: task.Clock) -> None:
+    async def answers(seed: int) -> list[tuple[int, int]]:
+        server = IronMQServer(reactor, token=TOKEN, project_id=PROJECT, clock=clock, sparse_seed=seed)
+        await server.start()
+        client = Raw(server)
+        try:
+            body = json.dumps({"messages": [{"body": str(i)} for i in range(20)]}).encode()
+            await client("POST", "queues/jobs/messages", body)
+            sizes = []
+            for _ in range(6):
+                _, peeked = await client("GET", "queues/jobs/messages?n=10")
+                _, reserved = await client("POST", "queues/jobs/reservations", b'{"n": 10, "timeout": 30}')
+                sizes.append((len(peeked["messages"]), len(reserved["messages"])))
+            return sizes
+        finally:
+            await client.pool.closeCachedConnections()
+            await server.stop()
+
+    first = await answers(7)
+    assert first == await answers(7)
+    peeks, reservations = zip(*first)
+    # never more than asked, at least one while messages wait, often fewer
+    assert all(1 <= n <= 10 for n in peeks + reservations[:2])
+    assert min(peeks) < 10 and min(reservations) < 10
+    assert sum(reservations) <= 20

@@ -109,9 +109,9 @@ async def test_expired_message_goes_back_to_the_front(
 ) -> None:
     queue = client(clocked_server).queue("jobs")
     await threads.run(queue.post, "a", "b", "c")
-    [a] = (await threads.run(queue.reserve, timeout=10))["messages"]
+    [a] = (await threads.run(queue.reserve, timeout=30))["messages"]
     assert a["body"] == "a"
-    clock.advance(10)
+    clock.advance(30)
     got = (await threads.run(queue.reserve, max=3, timeout=30))["messages"]
     assert [m["body"] for m in got] == ["a", "b", "c"]
     assert [m["reserved_count"] for m in got] == [2, 1, 1]

@@ -62,6 +62,8 @@ def test_json_round_trip_keeps_every_field() -> None:
         (b'{"id": "x", "func": "f", "args": {}, "kwargs": {}}', "'args'"),
         (b'{"id": "x", "func": "", "args": [], "kwargs": {}}', "'func' is empty"),
         (b'{"id": "x", "func": "f", "args": [], "kwargs": {}, "attempt": "1"}', "'attempt'"),
+        (b'{"id": "x", "func": "f", "args": [], "kwargs": {}, "attempt": -1}', "'attempt' must be at least 1"),
+        (b'{"id": "x", "func": "f", "args": [], "kwargs": {}, "attempt": 0}', "'attempt' must be at least 1"),
         (b'{"id": "x", "func": "f", "args": [], "kwargs": {}, "meta": {"save": 1}}', "'save'"),
         (b"\xff\xfe", "not valid JSON"),
         (b"[" * 200_000, "too deeply"),

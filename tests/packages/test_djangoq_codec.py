@@ -445,3 +445,11 @@ def test_a_django_q_chain_of_dotted_names_is_kept_and_of_functions_refused() -> 
     assert task["meta"]["chain"] == steps
     with pytest.raises(UnsafePackage, match="math.copysign"):
         codec().decode(signed({"id": "x", "func": "f", "args": (), "kwargs": {}, "chain": [(math.copysign, (1, 2), {})]}))
+
+
+@pytest.mark.parametrize("attempt", [-3, 0, "2", 1.5, True])
+def test_a_bad_attempt_is_rejected_not_taken_for_the_first(attempt: Any) -> None:
+    with pytest.raises(MalformedPackage, match="'attempt'"):
+        codec().decode(signed({"id": "x", "func": "f", "args": [], "kwargs": {}, "attempt": attempt}))
+    # no attempt at all is the first
+    assert codec().decode(signed({"id": "x", "func": "f", "args": [], "kwargs": {}}))["attempt"] == 1

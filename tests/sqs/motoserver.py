@@ -2,6 +2,8 @@
 moto in server mode, as a subprocess on a free port on 127.0.0.1: the SQS
 the tests talk to.  A subprocess (rather than moto's threaded server) keeps
 moto's threads and global state out of the test process and its reactor.
+It runs with AWS's message limits enforced (:mod:`tests.sqs.strict_moto`),
+which moto alone does not check.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.servers import free_port, wait_for_port
+
+#: the repository, where ``tests.sqs.strict_moto`` is imported from
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: any key works while moto does not check signatures
 ACCESS_KEY = "AKIDTXQBROKERTEST"
@@ -43,8 +48,9 @@ class MotoServer:
     def start(self) -> None:
         env = dict(os.environ)
         env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "tests.sqs.strict_moto", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,

@@ -312,9 +312,28 @@ class DisqueBroker:
         """
         await self._scan()
 
-    def queue_size(self) -> "Deferred[int]":
-        """``QLEN``: jobs waiting (delivered ones are not counted)."""
-        return self.connection.qlen(self.name)
+    def queue_size(self, cluster: bool | None = None) -> "Deferred[int]":
+        """
+        Jobs waiting (delivered ones are not counted).
+
+        A Disque job is queued on one node (where it was added, or where
+        federation moved it), so one node's ``QLEN`` is only its share.
+
+        :param cluster: ``True``: the sum of ``QLEN`` over every node known
+            (the URL's and those HELLO reported), one request to each;
+            ``False``: the ``QLEN`` of the node in use; ``None`` (the
+            default): the sum when more than one node is known, else the
+            ``QLEN``.
+        :raise BrokerUnavailable: for the sum, when a node cannot be
+            reached (a partial sum would be wrong without saying so).
+        """
+        if cluster is False or (cluster is None and self.connection.known_nodes() < 2):
+            return self.connection.qlen(self.name)
+        return Deferred.fromCoroutine(self._cluster_size())
+
+    async def _cluster_size(self) -> int:
+        replies = await self.connection.on_every_node("QLEN", self.name)
+        return sum(int(length) for _, length in replies)
 
     @from_coroutine
     async def ping(self) -> bool:

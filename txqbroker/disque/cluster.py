@@ -418,6 +418,50 @@ class DisqueConnection(DisqueCommands):
             self._preferred = top
             self._leave(self._current, None)
 
+    def known_nodes(self) -> int:
+        """How many nodes this connection knows (from the URL and HELLO)."""
+        return len(self._nodes)
+
+    async def on_every_node(self, *args: Any) -> list[tuple[str, Any]]:
+        """
+        Send one command to every node known (the URL's and those HELLO
+        reported), in parallel: the node in use over its connection, the
+        others each over a connection of its own, closed after.
+
+        :return: ``(host:port, reply)`` for every node, in the order known.
+        :raise BrokerUnavailable: naming every node that could not be
+            reached or did not answer (the replies of the others would be
+            an incomplete picture).
+        """
+        await self._connection()  # HELLO: learn the cluster's nodes first
+        nodes = list(self._nodes)
+        outcomes = await gatherResults(
+            [Deferred.fromCoroutine(self._on_node(node, args)) for node in nodes],
+            consumeErrors=True,
+        )
+        failed = [f"{node}: {outcome}" for node, (ok, outcome) in zip(nodes, outcomes) if not ok]
+        if failed:
+            raise BrokerUnavailable(
+                f"{_name(args).decode()} could not be sent to every Disque node: " + "; ".join(failed)
+            )
+        return [(repr(node), outcome) for node, (_, outcome) in zip(nodes, outcomes)]
+
+    async def _on_node(self, node: _Node, args: Sequence[Any]) -> tuple[bool, Any]:
+        """``(True, reply)`` from ``node``, or ``(False, error)``."""
+        what = _name(args).decode()
+        try:
+            if node is self._current and self._main is not None and self._main.connected:
+                return True, await bounded(self._main.execute(*args), self.timeout, self._reactor, what)
+            proto = await self._open(node)
+            try:
+                return True, await bounded(proto.execute(*args), self.timeout, self._reactor, what)
+            finally:
+                proto.close()
+        except CancelledError:
+            raise
+        except Exception as e:  # refused, unreachable, timed out, an error reply
+            return False, e
+
     # -- closing -----------------------------------------------------------------
 
     def disconnect(self) -> "Deferred[None]":

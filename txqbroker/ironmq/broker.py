@@ -18,7 +18,8 @@ IBroker                   IronMQ v3
 ``touch``                 ``POST /queues/Q/messages/ID/touch`` (a new id)
 ``purge_queue``           ``DELETE /queues/Q/messages`` (clear)
 ``delete_queue``          ``DELETE /queues/Q``
-``queue_size``            ``GET /queues/Q`` and a peek (see its docs)
+``queue_size``            ``GET /queues/Q`` (``size``, less the messages
+                          this broker holds reserved)
 ``ping``/``info``         ``GET /queues/Q``
 ========================  =============================================
 """
@@ -45,7 +46,7 @@ from txqbroker.errors import (
 )
 from txqbroker.http import HTTPService, Response
 from txqbroker.interfaces import IBroker, IReleasable
-from txqbroker.ironmq.bodies import decode_body, encode_body, max_package_size
+from txqbroker.ironmq.bodies import BodyCodec
 from txqbroker.ironmq.config import IronSettings
 from txqbroker.ironmq.errors import NotFound, StaleReservation, decode_error
 from txqbroker.ironmq.receipts import Receipt
@@ -61,6 +62,7 @@ log = Logger(namespace="txqbroker.ironmq")
 #: long poll, the longest reservation and the longest delay, in seconds.
 MAX_BULK = 100
 MAX_WAIT = 30
+MIN_TIMEOUT = 30
 MAX_TIMEOUT = 86400
 MAX_DELAY = 604800
 #: The largest message body of IronMQ's smaller plans (others allow 256 KiB).
@@ -78,20 +80,39 @@ def _seconds(value: float, what: str, high: int) -> int:
     return math.ceil(value)
 
 
+def _timeout(value: float, what: str, allow_zero: bool) -> int:
+    """
+    A reservation timeout in whole seconds: IronMQ accepts 30 to 86400
+    (``0`` for ``retry``: reserve and delete).
+
+    :raise ConfigurationError: for anything else.
+    """
+    seconds = _seconds(value, what, MAX_TIMEOUT)
+    if value < MIN_TIMEOUT and not (allow_zero and value == 0):
+        zero = " (or 0: reserve and delete)" if allow_zero else ""
+        raise ConfigurationError(
+            f"{what} must be from {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds{zero}, not {value!r}: "
+            f"IronMQ's shortest reservation is {MIN_TIMEOUT} s"
+        )
+    return seconds
+
+
 @dataclass(frozen=True)
 class Tuning:
     """
     The broker options an IronMQ broker reads, checked (see
     :func:`tuning`).
 
-    :ivar retry: the reservation timeout, whole seconds (0: reserve and
-        delete).
+    :ivar retry: the reservation timeout, whole seconds: 30 to 86400 (0:
+        reserve and delete).
     :ivar wait: the long poll sent, whole seconds (at most 30).
     :ivar max_message_size: the plan's body limit, bytes.
     :ivar retries: retries of 429, 5xx and lost connections.
     :ivar max_connections: persistent connections kept.
     :ivar cancel_polls: whether ``disconnect()`` aborts the long polls of
         cancelled dequeues.
+    :ivar bodies: how packages travel in message bodies (the ``encoding``
+        and ``legacy_bodies`` options).
     """
 
     retry: int
@@ -100,6 +121,7 @@ class Tuning:
     retries: int
     max_connections: int
     cancel_polls: bool
+    bodies: BodyCodec
 
 
 def tuning(options: BrokerOptions) -> Tuning:
@@ -109,12 +131,16 @@ def tuning(options: BrokerOptions) -> Tuning:
     :raise txqbroker.errors.ConfigurationError: for an invalid value.
     """
     return Tuning(
-        retry=_seconds(options.retry, "retry", MAX_TIMEOUT),
+        retry=_timeout(options.retry, "retry", allow_zero=True),
         wait=min(_seconds(options.wait, "wait", 10**9), MAX_WAIT),
         max_message_size=options.get_int("max_message_size", DEFAULT_MAX_MESSAGE_SIZE, 8),
         retries=options.get_int("retries", 3, 0),
         max_connections=options.get_int("max_connections", 10, 1),
         cancel_polls=options.get_bool("cancel_polls_on_disconnect", False),
+        bodies=BodyCodec(
+            str(options.get("encoding", "base64")).lower(),
+            legacy=options.get_bool("legacy_bodies", False),
+        ),
     )
 
 
@@ -138,10 +164,12 @@ class IronMQBroker:
     :param settings: where the queue is and the token.
     :param options: the generic options: ``bulk`` (capped at 100 per
         reservation), ``wait`` (whole seconds, capped at 30), ``retry`` (the
-        reservation timeout, whole seconds up to 86400; ``0`` reserves and
-        deletes at once: at-most-once), ``timeout``, ``connect_timeout``,
+        reservation timeout, whole seconds from 30 to 86400; ``0`` reserves
+        and deletes at once: at-most-once), ``timeout``, ``connect_timeout``,
         ``max_payload``; and the IronMQ ones: ``max_message_size`` (the
-        plan's body limit, 65536 by default), ``retries`` (3),
+        plan's body limit, 65536 by default), ``encoding`` (``base64`` or
+        ``text``, see :mod:`txqbroker.ironmq.bodies`), ``legacy_bodies``
+        (false), ``retries`` (3),
         ``max_connections`` (10), ``cancel_polls_on_disconnect`` (false,
         see :meth:`disconnect`); ``ssl_ca_certs`` is read into ``settings``.
     :param reactor: the reactor to connect with.
@@ -164,6 +192,12 @@ class IronMQBroker:
         tuned = tuning(options)
         self._retry = tuned.retry
         self._wait = tuned.wait
+        self._bodies = tuned.bodies
+        self._clock: IReactorTime = clock if clock is not None else reactor
+        # message id -> when its reservation by this broker ends: what
+        # IronMQ's size counts and queue_size() must not
+        self._held: dict[str, float] = {}
+        self._prune_at = 1000
         max_body = tuned.max_message_size
         self.capabilities = Capabilities(
             receipts=True,
@@ -172,10 +206,10 @@ class IronMQBroker:
             release=True,
             atomic=True,
             fifo=True,
-            max_payload=max_package_size(max_body),
+            max_payload=self._bodies.capacity(max_body),
             delivery_counts=True,
         )
-        self._limit = min(options.max_payload, max_package_size(max_body))
+        self._limit = min(options.max_payload, self._bodies.capacity(max_body))
         self._cancel_polls = tuned.cancel_polls
         self._path = settings.queue_path
         if service is None:
@@ -219,7 +253,7 @@ class IronMQBroker:
         :return: IronMQ's message id.
         """
         check_payload(task, self._limit)
-        message = {"body": encode_body(task), "delay": _seconds(delay, "delay", MAX_DELAY)}
+        message = {"body": self._bodies.encode(task), "delay": _seconds(delay, "delay", MAX_DELAY)}
         response = await self._service.request(
             "POST", f"{self._path}/messages", json={"messages": [message]}
         )
@@ -269,14 +303,18 @@ class IronMQBroker:
         )
 
     def _delivery(self, message: dict[str, Any]) -> tuple[str | None, bytes]:
-        package = decode_body(message["body"])
-        if package is None:
+        package, text = self._bodies.decode(message["body"])
+        if text and self._bodies.encoding == "base64":
             log.warn(
-                "message {message_id} on {queue} is not base64: delivered as its UTF-8 bytes",
+                "message {message_id} on {queue} is not txqbroker's base64: delivered as its UTF-8 bytes",
                 message_id=message["id"],
                 queue=self.name,
             )
-            package = message["body"].encode("utf-8")
+        if message.get("reservation_id"):
+            self._held[message["id"]] = self._clock.seconds() + self._retry
+            if len(self._held) > self._prune_at:
+                self._prune_held()
+                self._prune_at = max(1000, 2 * len(self._held))
         count = message.get("reserved_count")
         receipt = Receipt(
             message["id"],
@@ -336,6 +374,9 @@ class IronMQBroker:
             await self._service.request("DELETE", self._message_path(message_id), json=body)
         except NotFound:
             pass  # already deleted (a repeated acknowledgement), or no queue
+        finally:
+            # deleted, or no longer ours (a stale reservation)
+            self._held.pop(message_id, None)
 
     @from_coroutine
     async def acknowledge(self, task_id: str | None) -> None:
@@ -401,6 +442,8 @@ class IronMQBroker:
             )
         except NotFound:
             pass
+        finally:
+            self._held.pop(receipt.message_id, None)
 
     @from_coroutine
     async def touch(self, task_id: str, timeout: float | None = None) -> str:
@@ -414,7 +457,7 @@ class IronMQBroker:
         :raise NotFound: when the message is gone.
         """
         receipt = self._reservation(task_id)
-        seconds = max(1, _seconds(self.options.retry if timeout is None else timeout, "timeout", MAX_TIMEOUT))
+        seconds = _timeout(self.options.retry if timeout is None else timeout, "timeout", allow_zero=False)
         response = await self._service.request(
             "POST",
             self._message_path(receipt.message_id, "touch"),
@@ -424,6 +467,7 @@ class IronMQBroker:
         new = document.get("reservation_id") if isinstance(document, dict) else None
         if not isinstance(new, str) or not new:
             raise ProtocolError(f"IronMQ answered a touch with {response.body[:80]!r}")
+        self._held[receipt.message_id] = self._clock.seconds() + seconds
         return str(receipt.with_reservation(new))
 
     # -- the queue -----------------------------------------------------------
@@ -431,6 +475,7 @@ class IronMQBroker:
     @from_coroutine
     async def purge_queue(self) -> None:
         """Clear the queue: every message, reserved ones included."""
+        self._held.clear()
         try:
             await self._service.request("DELETE", f"{self._path}/messages", json={})
         except NotFound:
@@ -439,6 +484,7 @@ class IronMQBroker:
     @from_coroutine
     async def delete_queue(self) -> None:
         """Delete the queue; the next post creates it again."""
+        self._held.clear()
         try:
             await self._service.request("DELETE", self._path)
         except NotFound:
@@ -468,25 +514,24 @@ class IronMQBroker:
     @from_coroutine
     async def queue_size(self) -> int:
         """
-        How many messages wait to be dequeued.
+        How many messages wait: IronMQ's ``size`` (which counts reserved and
+        delayed messages too; v3 reports no reserved count) less the messages
+        this broker holds reserved.  Exact for a single consumer; with
+        several, it counts the messages the others hold as waiting, and
+        delayed messages always.
 
-        IronMQ's ``size`` counts reserved (and delayed) messages too and v3
-        reports no reserved count, so this also peeks at up to 100 available
-        messages: the answer is exact while fewer than 100 wait; from 100
-        on it is IronMQ's ``size`` (an overcount by the messages in flight).
-        It costs two requests, and the peek carries message bodies.
+        No peek: IronMQ may answer a peek (like a reservation) with fewer
+        messages than there are, so a peek only ever gives a lower bound.
         """
         size = await self.total_size()
-        if size <= 0:
-            return 0
-        try:
-            response = await self._service.request(
-                "GET", f"{self._path}/messages?n={min(size, MAX_BULK)}"
-            )
-        except NotFound:
-            return 0
-        waiting = len(_messages(response))
-        return waiting if waiting < MAX_BULK else max(size, waiting)
+        self._prune_held()
+        return max(0, size - len(self._held))
+
+    def _prune_held(self) -> None:
+        """Forget the reservations of this broker that have ended."""
+        now = self._clock.seconds()
+        for message_id in [m for m, until in self._held.items() if until <= now]:
+            del self._held[message_id]
 
     @from_coroutine
     async def ping(self) -> bool:

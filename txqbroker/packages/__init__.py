@@ -16,11 +16,13 @@ from typing import Callable, Iterable, Sequence
 
 from txqbroker.errors import ConfigurationError, PackageError
 from txqbroker.interfaces import ICodec
+from txqbroker.packages.budget import DEFAULT_BUDGET
 from txqbroker.packages.djangoq import DjangoQCodec
 from txqbroker.packages.errors import (
     BadSignature,
     ExpiredPackage,
     MalformedPackage,
+    PackageTooCostly,
     PackageTooLarge,
     TamperedPackage,
     TruncatedPackage,
@@ -51,6 +53,7 @@ __all__ = [
     "WrongKey",
     "ExpiredPackage",
     "PackageTooLarge",
+    "PackageTooCostly",
     "UnsafePackage",
 ]
 
@@ -67,6 +70,7 @@ def make_codec(
     max_size: int = DEFAULT_MAX_SIZE,
     compress: bool = False,
     allowed_globals: Iterable[tuple[str, str]] = (),
+    max_memory: int | None = None,
     now: Callable[[], float] = time.time,
 ) -> ICodec:
     """
@@ -87,14 +91,20 @@ def make_codec(
         ``compress`` setting does.
     :param allowed_globals: (``"djangoq"`` only) more ``(module, name)``
         globals the restricted unpickler may load.
+    :param max_memory: (``"djangoq"`` only) an estimate of the memory
+        decoding one package may take (bytes; 64 MiB by default): a pickle
+        that would make the unpickler build more is refused with
+        :class:`PackageTooCostly` before it is built.
     :param now: the clock, in epoch seconds (``reactor.seconds`` in a Twisted
         program, so tests can use :class:`twisted.internet.task.Clock`).
     :raise ConfigurationError: on an unknown kind or an invalid secret, or
         options that do not apply to the kind.
     """
     if kind == "json":
-        if compress or allowed_globals:
-            raise ConfigurationError("compress and allowed_globals apply to the djangoq codec only")
+        if compress or allowed_globals or max_memory is not None:
+            raise ConfigurationError(
+                "compress, allowed_globals and max_memory apply to the djangoq codec only"
+            )
         inner = JSONCodec(max_size=max_size)
         if not secrets:
             if max_age is not None:
@@ -109,6 +119,7 @@ def make_codec(
             max_age=max_age,
             max_size=max_size,
             allowed_globals=allowed_globals,
+            max_memory=DEFAULT_BUDGET if max_memory is None else max_memory,
             now=now,
         )
     raise ConfigurationError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import zlib
 from typing import Sequence
 
@@ -25,6 +26,7 @@ from txqbroker.packages.errors import (
     TruncatedPackage,
     UnsignedPackage,
 )
+from txqbroker.packages.json_codec import SIGNED_PREFIX
 from txqbroker.packages.keys import b64decode, b64encode
 
 __all__ = ["sign", "unsign", "b62_encode", "b62_decode"]
@@ -32,6 +34,9 @@ __all__ = ["sign", "unsign", "b62_encode", "b62_decode"]
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SIGNATURE_LENGTH = 43
 _MAX_STAMP_LENGTH = 12  # base62 digits: far beyond any epoch second
+#: every byte a Django signed value (or a cut-off one) can hold: URL-safe
+#: base64, the compression flag ``.``, base62 and the ``:`` separators
+_SIGNED_BYTES = re.compile(rb"[A-Za-z0-9_.:-]*")
 
 
 def b62_encode(n: int) -> str:
@@ -96,13 +101,25 @@ def unsign(
 
     :param secrets: the secrets to try, newest first.
     :param max_size: the largest decompressed object accepted.
-    :raise UnsignedPackage: no signature separator at all.
+    :raise UnsignedPackage: not Django's signed format (bytes it cannot
+        hold, or no signature separator at all).
+    :raise MalformedPackage: a txqbroker signed package (another format).
     :raise TruncatedPackage: the package ends before a full signature.
     :raise BadSignature: no secret verifies it.
     :raise ExpiredPackage: older than ``max_age`` seconds.
     :raise MalformedPackage: a verified package that does not decode.
     :raise PackageTooLarge: it decompresses to more than ``max_size``.
     """
+    if package.startswith(SIGNED_PREFIX):
+        raise MalformedPackage(
+            "the package is a txqbroker signed package (txq1), not Django Q's format: "
+            "decode it with the json codec and its secret"
+        )
+    if _SIGNED_BYTES.fullmatch(package) is None:
+        raise UnsignedPackage(
+            "the package is not in Django's signed format (it holds bytes that "
+            "'<data>:<timestamp>:<signature>' cannot): no Django signature"
+        )
     if b":" not in package:
         raise UnsignedPackage("the package has no Django signature (no ':' separator)")
     value, _, signature = package.rpartition(b":")

@@ -20,6 +20,7 @@ from zope.interface import implementer
 from txqbroker.errors import ConfigurationError
 from txqbroker.interfaces import ICodec
 from txqbroker.packages import django_signing
+from txqbroker.packages.budget import DEFAULT_BUDGET
 from txqbroker.packages.errors import MalformedPackage, UnsafePackage
 from txqbroker.packages.json_codec import check_size
 from txqbroker.packages.keys import normalize_secrets
@@ -101,13 +102,17 @@ def from_djangoq(data: Any) -> dict[str, Any]:
     else:
         enqueued = None
     args, kwargs = data.get("args", ()), data.get("kwargs", {})
-    attempt = data.get("attempt", 1)
+    attempt = data.get("attempt")
+    if attempt is None:
+        attempt = 1
     task: dict[str, Any] = {
         "id": data.get("id"),
         "func": data.get("func"),
         "args": list(args) if isinstance(args, (list, tuple)) else args,
         "kwargs": kwargs,
-        "attempt": attempt if isinstance(attempt, int) and attempt >= 1 else 1,
+        # checked by check_task like every field: a bad count is refused,
+        # not taken for the first attempt
+        "attempt": attempt,
     }
     if enqueued is not None:
         task["enqueued"] = enqueued
@@ -132,6 +137,10 @@ class DjangoQCodec:
         accepted.
     :param allowed_globals: more ``(module, name)`` pairs the restricted
         unpickler may load (e.g. ``[("myapp.types", "Point")]``).
+    :param max_memory: an estimate of the memory decoding one package may
+        take (bytes); a package that would take more is refused with
+        :class:`~txqbroker.packages.errors.PackageTooCostly` before it is
+        built.
     :param now: the clock (epoch seconds).
     """
 
@@ -146,6 +155,7 @@ class DjangoQCodec:
         max_age: float | None = None,
         max_size: int,
         allowed_globals: Iterable[tuple[str, str]] = (),
+        max_memory: int = DEFAULT_BUDGET,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._secrets = normalize_secrets(secrets)
@@ -158,6 +168,9 @@ class DjangoQCodec:
         self.max_age = max_age
         self.max_size = max_size
         self.allowed_globals = frozenset(allowed_globals)
+        if max_memory < 1:
+            raise ConfigurationError(f"max_memory must be at least 1 byte, not {max_memory}")
+        self.max_memory = max_memory
         self._now = now
 
     def encode(self, task: Mapping[str, Any]) -> bytes:
@@ -173,4 +186,4 @@ class DjangoQCodec:
         data = django_signing.unsign(
             package, self._secrets, self.salt, self._now(), self.max_age, self.max_size
         )
-        return from_djangoq(restricted_loads(data, self.allowed_globals))
+        return from_djangoq(restricted_loads(data, self.allowed_globals, self.max_memory))

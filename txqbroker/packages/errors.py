@@ -18,6 +18,7 @@ __all__ = [
     "WrongKey",
     "ExpiredPackage",
     "PackageTooLarge",
+    "PackageTooCostly",
     "UnsafePackage",
 ]
 
@@ -72,6 +73,17 @@ class PackageTooLarge(PackageError):
     """The package (or its decompressed contents) exceeds ``max_size``."""
 
     reason = "too-large"
+
+
+class PackageTooCostly(PackageTooLarge):
+    """
+    Decoding the package (Django Q codec) would build more than the codec's
+    budget allows: a pickle whose few bytes make the unpickler allocate or
+    compute far more (a far memo index, ``set(range(10**9))``, thousands of
+    sets, a ``Decimal`` of a huge integer).  Refused before it is built.
+    """
+
+    reason = "too-costly"
 
 
 class UnsafePackage(PackageError):

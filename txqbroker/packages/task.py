@@ -118,6 +118,9 @@ def check_task(task: Any) -> Mapping[str, Any]:
             raise MalformedPackage(f"task meta {key!r} is not a {_kind_name(kind)}")
     if not task["func"]:
         raise MalformedPackage("task field 'func' is empty")
+    attempt = task.get("attempt")
+    if attempt is not None and attempt < 1:
+        raise MalformedPackage(f"task field 'attempt' must be at least 1, not {attempt}")
     return task
 
 

@@ -11,16 +11,22 @@ from the standard library) load normally.  Any other global loads as an inert
 refused afterwards unless it is the task's ``func`` or ``hook`` (Django Q
 pickles a function passed by reference as its dotted path, which is exactly
 what the consumer needs: a name to look up in its task registry).  Nothing is
-imported that is not on the allow list.
+imported that is not on the allow list.  Decoding is bounded too: every
+instruction is charged against a budget before anything is built
+(:mod:`txqbroker.packages.budget`), and the allowed globals whose calls could
+cost more than the bytes that make them (``set``, ``frozenset``,
+``bytearray``, ``Decimal``) are replaced by checked versions.
 """
 
 from __future__ import annotations
 
+import decimal
 import io
 import pickle
 from typing import Any, Iterable
 
-from txqbroker.packages.errors import MalformedPackage, UnsafePackage
+from txqbroker.packages.budget import DEFAULT_BUDGET, ITEM_COST, Budget, scan
+from txqbroker.packages.errors import MalformedPackage, PackageError, PackageTooCostly, UnsafePackage
 
 __all__ = ["SAFE_GLOBALS", "GlobalReference", "restricted_loads"]
 
@@ -73,29 +79,71 @@ class GlobalReference:
         return f"<GlobalReference {self.path}>"
 
 
-def _bytearray(*args: Any) -> bytearray:
-    """
-    ``bytearray`` as pickles call it (with bytes, or a str and an encoding),
-    never with a size: ``bytearray(10**10)`` would be a memory bomb in a
-    few bytes.
-    """
-    if args and not isinstance(args[0], (bytes, str)):
-        raise _Forbidden("builtins.bytearray with a size")
-    return bytearray(*args)
+#: the largest int ``Decimal`` converts (bits): the conversion is quadratic,
+#: and pickles give ``Decimal`` a string anyway
+_DECIMAL_INT_BITS = 4096
+
+#: the encodings a pickle gives ``bytearray`` text in (protocols 0 to 2)
+_BYTEARRAY_ENCODINGS = frozenset({"latin-1", "latin1", "iso-8859-1"})
 
 
-#: Allowed globals replaced by a checked version.
-_CHECKED: dict[tuple[str, str], Any] = {("builtins", "bytearray"): _bytearray}
+def _charge_items(budget: Budget, iterable: Any, what: str) -> None:
+    """Charge ``budget`` for a container built from ``iterable`` (a list or tuple)."""
+    if not isinstance(iterable, (list, tuple)):
+        raise PackageTooCostly(
+            f"the package builds a {what} from a {type(iterable).__name__}; only from a list "
+            "or tuple (as pickles do), whose size the package pays for"
+        )
+    budget.charge(ITEM_COST * len(iterable), f"a {what} of {len(iterable)} items")
+
+
+def _checked(budget: Budget) -> dict[tuple[str, str], Any]:
+    """Allowed globals whose calls could cost more than the bytes that make them, checked."""
+
+    def make_set(*args: Any) -> set[Any]:
+        if args:
+            _charge_items(budget, args[0], "set")
+        return set(*args)
+
+    def make_frozenset(*args: Any) -> frozenset[Any]:
+        if args:
+            _charge_items(budget, args[0], "frozenset")
+        return frozenset(*args)
+
+    def make_bytearray(*args: Any) -> bytearray:
+        # as pickles call it: with bytes, or latin-1 text; never a size
+        # (bytearray(10**10) would be a memory bomb in a few bytes)
+        if args and not isinstance(args[0], (bytes, str)):
+            raise _Forbidden("builtins.bytearray with a size")
+        if len(args) > 1 and str(args[1]).lower() not in _BYTEARRAY_ENCODINGS:
+            raise _Forbidden(f"builtins.bytearray with encoding {str(args[1])[:40]!r}")
+        return bytearray(*args)
+
+    def make_decimal(*args: Any) -> decimal.Decimal:
+        if args and isinstance(args[0], int) and args[0].bit_length() > _DECIMAL_INT_BITS:
+            raise PackageTooCostly(
+                f"the package makes a Decimal of a {args[0].bit_length()}-bit int "
+                f"(at most {_DECIMAL_INT_BITS}: the conversion takes quadratic time)"
+            )
+        return decimal.Decimal(*args)
+
+    return {
+        ("builtins", "set"): make_set,
+        ("builtins", "frozenset"): make_frozenset,
+        ("builtins", "bytearray"): make_bytearray,
+        ("decimal", "Decimal"): make_decimal,
+    }
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]]) -> None:
+    def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]], budget: Budget) -> None:
         super().__init__(io.BytesIO(data))
         self._allowed = allowed
+        self._checked = _checked(budget)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._allowed:
-            checked = _CHECKED.get((module, name))
+            checked = self._checked.get((module, name))
             return checked if checked is not None else super().find_class(module, name)
         return GlobalReference(f"{module}.{name}")
 
@@ -103,18 +151,34 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not supported")
 
 
-def restricted_loads(data: bytes, extra_globals: Iterable[tuple[str, str]] = ()) -> Any:
+def restricted_loads(
+    data: bytes, extra_globals: Iterable[tuple[str, str]] = (), budget: int = DEFAULT_BUDGET
+) -> Any:
     """
-    Unpickle ``data`` with the restricted unpickler.
+    Unpickle ``data`` with the restricted unpickler, within a budget.
+
+    Every instruction is read and charged first (:func:`.budget.scan`),
+    then calls of allowed globals are charged as they run, so that no
+    pickle makes the unpickler build or compute more than ``budget``
+    allows, whatever its size.
 
     :param extra_globals: more ``(module, name)`` pairs to allow.
+    :param budget: an estimate of the memory the decoded objects may take
+        (bytes).
+    :raise PackageTooCostly: when decoding would exceed ``budget`` (or
+        store at a far memo index, build a set from a ``range``, make a
+        ``Decimal`` of a huge int...).
     :raise UnsafePackage: when the pickle tries to call or build a global
         that is not allowed (or ``bytearray`` with a size).
     :raise MalformedPackage: when it is not a valid pickle.
     """
     allowed = SAFE_GLOBALS | frozenset(extra_globals)
+    spent = Budget(budget)
+    scan(data, spent)
     try:
-        return _Unpickler(data, allowed).load()
+        return _Unpickler(data, allowed, spent).load()
+    except PackageError:
+        raise
     except _Forbidden as e:
         raise UnsafePackage(
             f"the package tries to call {e.path}, which is not an allowed global"

@@ -14,6 +14,10 @@ txqbroker (e.g. Django Q's SQS broker, which sends text).
 Whatever the setting, a received message is decoded by its attribute: a
 message without ``txqbroker-encoding`` is handed over as its UTF-8 bytes, so
 a txqbroker consumer reads both kinds.
+
+SQS refuses an empty body (a body is at least one character): in either
+setting the empty package travels as :data:`EMPTY` (``=``, never base64 of
+anything) marked ``base64``, as the IronMQ provider sends it.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any, Mapping
 from twisted.logger import Logger
 
 from txqbroker.errors import ConfigurationError, InvalidPayload
+from txqbroker.payloads import package_text
 
-__all__ = ["ENCODING_ATTRIBUTE", "ENCODINGS", "BodyCodec", "decode_body"]
+__all__ = ["ENCODING_ATTRIBUTE", "ENCODINGS", "EMPTY", "BodyCodec", "decode_body"]
 
 log = Logger(namespace="txqbroker.sqs")
 
@@ -36,6 +41,9 @@ ENCODING_ATTRIBUTE = "txqbroker-encoding"
 
 #: the values of the ``encoding`` option
 ENCODINGS = ("base64", "text")
+
+#: the body of the empty package (marked base64)
+EMPTY = "="
 
 _BASE64_ATTRIBUTES = {ENCODING_ATTRIBUTE: {"DataType": "String", "StringValue": "base64"}}
 # SQS counts an attribute's name, type and value towards the message size
@@ -70,14 +78,11 @@ class BodyCodec:
         :raise InvalidPayload: in ``text`` mode, for a package SQS cannot
             carry as text.
         """
+        if not package:
+            return EMPTY, _BASE64_ATTRIBUTES
         if self.encoding == "base64":
             return base64.b64encode(package).decode("ascii"), _BASE64_ATTRIBUTES
-        try:
-            text = package.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidPayload(
-                "with encoding=text a package must be UTF-8; use encoding=base64 for bytes"
-            ) from None
+        text = package_text(package)
         bad = _NOT_XML.search(text)
         if bad:
             raise InvalidPayload(
@@ -94,6 +99,8 @@ def decode_body(body: str, attributes: Mapping[str, Any] | None) -> bytes:
     """
     marker = (attributes or {}).get(ENCODING_ATTRIBUTE) or {}
     if marker.get("StringValue") == "base64":
+        if body == EMPTY:
+            return b""
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):

@@ -26,6 +26,14 @@ What it models (see the reference notes' spec):
   one gets 403), peek and get-by-id;
 * 400 for malformed JSON or values out of range, 404 for unknown queues,
   messages and routes;
+* IronMQ's bounds, its 30 s shortest reservation ``timeout`` included (a
+  test that needs reservations to end quickly drives the stand-in with a
+  :class:`~twisted.internet.task.Clock`, or a :class:`ScaledClock` on the
+  reactor, or releases);
+* sparse answers: the hosted service may answer a reservation or a peek
+  with fewer messages than asked (and than there are) when the queue is
+  sparse; ``sparse_seed`` (or :attr:`IronMQServer.sparse`) makes the
+  stand-in do the same, at random but reproducibly;
 * test hooks: :meth:`IronMQServer.fail_next` (503 or another status for the
   next requests), :attr:`IronMQServer.latency`,
   :meth:`IronMQServer.drop_next` (close the connection without an answer),
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -53,14 +62,17 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
 
-__all__ = ["IronMQServer", "RecordedRequest"]
+__all__ = ["IronMQServer", "RecordedRequest", "ScaledClock", "MIN_TIMEOUT"]
 
 log = Logger()
 
 #: IronMQ's documented bounds.
 MAX_MESSAGES = 100
 MAX_WAIT = 30
+#: the shortest reservation timeout IronMQ accepts (seconds)
+MIN_TIMEOUT = 30
 MAX_TIMEOUT = 86400
 MAX_DELAY = 604800
 DEFAULT_MESSAGE_TIMEOUT = 60
@@ -207,8 +219,10 @@ class IronMQServer:
         :meth:`add_project`.
     :param clock: the clock for reservations, delays, long polls and
         latency; ``reactor`` by default.
-    :param min_timeout: the smallest reservation ``timeout`` accepted
-        (IronMQ documents 30; tests pass 1 to see expiry quickly).
+    :param sparse_seed: when given, answer reservations and peeks with a
+        random number (from 1) of the messages that could be returned, as
+        the hosted service may when the queue is sparse; the seed makes the
+        answers reproducible (see :attr:`sparse`).
     :param max_body_size: the largest message body accepted, in bytes
         (IronMQ's plans allow 64 KiB or 256 KiB).
     """
@@ -220,13 +234,19 @@ class IronMQServer:
         token: str = "test-token",
         project_id: str = "test-project",
         clock: IReactorTime | None = None,
-        min_timeout: int = 1,
         max_body_size: int = 64 * 1024,
+        sparse_seed: int | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock: IReactorTime = clock if clock is not None else reactor
         self._wanted_port = port
-        self.min_timeout = min_timeout
+        self.min_timeout = MIN_TIMEOUT
+        #: when set, reservations and peeks return a random number (from 1)
+        #: of the messages that could be returned (a test hook: ``None``
+        #: returns all of them, up to ``n``)
+        self.sparse: random.Random | None = (
+            random.Random(sparse_seed) if sparse_seed is not None else None
+        )
         self.max_body_size = max_body_size
         self._tokens: dict[str, str] = {project_id: token}
         self.token = token
@@ -585,7 +605,7 @@ class IronMQServer:
             raise _HTTPError(400, "n must be an integer") from None
         if not 1 <= n <= MAX_MESSAGES:
             raise _HTTPError(400, f"n must be from 1 to {MAX_MESSAGES}")
-        found = [m.as_json(False) for m in self._candidates(queue, n)]
+        found = [m.as_json(False) for m in self._sparse(self._candidates(queue, n))]
         return 200, {"messages": found}
 
     def _get_message(self, key: tuple[str, str], mid: str) -> tuple[int, dict[str, Any]]:
@@ -727,10 +747,16 @@ class IronMQServer:
                     break
         return found
 
+    def _sparse(self, candidates: list[_Message]) -> list[_Message]:
+        """Fewer of the ``candidates`` (at least one) when answers are sparse."""
+        if self.sparse is None or len(candidates) < 2:
+            return candidates
+        return candidates[: self.sparse.randint(1, len(candidates))]
+
     def _take(self, queue: _Queue, n: int, timeout: int, delete: bool) -> list[dict[str, Any]]:
         now = self._clock.seconds()
         out = []
-        for message in self._candidates(queue, n):
+        for message in self._sparse(self._candidates(queue, n)):
             message.reserved_count += 1
             if delete:
                 del queue.messages[message.id]
@@ -786,3 +812,37 @@ class IronMQServer:
             self._serve_waiters(queue)
 
         queue.wake = self._clock.callLater(min(future) - now, wake)
+
+
+@implementer(IReactorTime)
+class ScaledClock:
+    """
+    The reactor's time, running ``factor`` times faster: for a stand-in
+    whose reservations (at least 30 s, as IronMQ's) should end in a second
+    of real time, without a test driving a :class:`~twisted.internet.task.Clock`.
+
+    :param reactor: the reactor whose time and delayed calls are used.
+    :param factor: how much faster this clock runs.
+    """
+
+    def __init__(self, reactor: Any, factor: float) -> None:
+        if not factor > 0:
+            raise ValueError(f"factor must be > 0, not {factor!r}")
+        self._reactor = reactor
+        self.factor = factor
+        self._start = reactor.seconds()
+
+    def seconds(self) -> float:
+        """Scaled seconds since the reactor's epoch."""
+        return self._start + (self._reactor.seconds() - self._start) * self.factor
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kwargs: object
+    ) -> IDelayedCall:
+        """Call ``callable`` after ``delay`` scaled seconds."""
+        call: IDelayedCall = self._reactor.callLater(delay / self.factor, callable, *args, **kwargs)
+        return call
+
+    def getDelayedCalls(self) -> list[IDelayedCall]:
+        calls: list[IDelayedCall] = self._reactor.getDelayedCalls()
+        return calls

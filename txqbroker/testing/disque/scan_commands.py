@@ -2,6 +2,17 @@
 The stand-in's scans: JSCAN and QSCAN, with their cursors (a cursor is the
 creation serial of the next job or queue, so a scan sees every item that
 lives through it).
+
+Page sizes vary as the real server's do.  Disque walks its hash table one
+bucket at a time (a bucket holds 0 to a few items) until the page holds
+``COUNT`` items (default 100) or it has visited ``10 * COUNT`` buckets, and
+filters (``QUEUE``, ``STATE``, ``MINLEN``...) apply to the items of each
+bucket: a page may hold more than ``COUNT`` items (the last bucket's), fewer
+(even none, with a cursor other than ``"0"``, when filters leave few
+items), or everything (``BUSYLOOP``).  The stand-in draws each bucket's size
+from the node's random source.  What holds, as on the real server: calling
+again with the returned cursor until it is ``"0"`` returns every item that
+lives through the scan.
 """
 
 from __future__ import annotations
@@ -24,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["jscan", "qscan"]
 
 _STATES = ("wait-repl", "active", "queued", "acked")
+#: Disque's COUNT when none is given
+_DEFAULT_COUNT = 100
+#: how many items a hash-table bucket holds, drawn uniformly
+_BUCKET_SIZES = (0, 1, 1, 1, 2, 2, 3)
 _NOT_AN_INTEGER = ErrorReply("ERR value is not an integer or out of range")
 
 
@@ -31,17 +46,18 @@ def _scan_options(
     args: list[bytes], options: dict[bytes, Callable[[bytes], None]]
 ) -> tuple[int, int | None]:
     """
-    The cursor and ``COUNT`` of a scan; ``BUSYLOOP`` is accepted (a scan is
-    never incremental here); ``options`` take the other options' values.
+    The cursor and ``COUNT`` of a scan (``None`` with ``BUSYLOOP``: the
+    whole scan at once); ``options`` take the other options' values.
     """
     cursor: int | None = None
-    count: int | None = None
+    count: int | None = _DEFAULT_COUNT
+    busyloop = False
     i = 0
     while i < len(args):
         opt = args[i].lower()
         last = i == len(args) - 1
         if opt == b"busyloop":
-            pass
+            busyloop = True
         elif opt == b"count" and not last:
             count = integer(args[i + 1], _NOT_AN_INTEGER)
             if count < 1:
@@ -55,19 +71,30 @@ def _scan_options(
         else:
             raise BadArgument(ErrorReply("ERR invalid cursor or option name"))
         i += 1
-    return cursor or 0, count
+    return cursor or 0, None if busyloop else count
 
 
-def _page(items: list[tuple[int, Any]], cursor: int, count: int | None) -> list[Any]:
-    """``[next cursor, items]`` from ``(serial, item)`` pairs."""
+def _page(node: DisqueNode, items: list[tuple[int, Any]], cursor: int, count: int | None) -> list[Any]:
+    """
+    ``[next cursor, items]`` from ``(serial, item)`` pairs, an item being
+    ``None`` when the scan's filters leave it out, walked bucket by bucket
+    as Disque does (see the module's docs).
+    """
     items.sort(key=lambda pair: pair[0])
-    chosen = [(s, v) for s, v in items if s >= cursor]
-    if count is not None and len(chosen) > count:
-        chosen = chosen[:count]
-        next_cursor = chosen[-1][0] + 1
-    else:
-        next_cursor = 0
-    return [str(next_cursor).encode(), [v for _, v in chosen]]
+    remaining = [(s, v) for s, v in items if s >= cursor]
+    page: list[Any] = []
+    taken = 0
+    budget = None if count is None else count * 10
+    while taken < len(remaining):
+        if count is not None and (len(page) >= count or budget == 0):
+            break
+        size = len(remaining) if count is None else node.rng.choice(_BUCKET_SIZES)
+        page += [v for _, v in remaining[taken:taken + size] if v is not None]
+        taken += size
+        if budget is not None:
+            budget -= 1
+    next_cursor = remaining[taken][0] if taken < len(remaining) else 0
+    return [str(next_cursor).encode(), page]
 
 
 def jscan(node: DisqueNode, client: Client, args: list[bytes]) -> Any:
@@ -97,13 +124,12 @@ def jscan(node: DisqueNode, client: Client, args: list[bytes]) -> Any:
     now = node.now()
     items: list[tuple[int, Any]] = []
     for job in node.jobs.values():
-        if wanted_queue and job.queue != wanted_queue[0]:
-            continue
-        if states and job.state not in states:
+        if (wanted_queue and job.queue != wanted_queue[0]) or (states and job.state not in states):
+            items.append((job.serial, None))
             continue
         value = Status(job.id) if reply[0] == "id" else show_fields(job, now)
         items.append((job.serial, value))
-    return _page(items, cursor, count)
+    return _page(node, items, cursor, count)
 
 
 def qscan(node: DisqueNode, client: Client, args: list[bytes]) -> Any:
@@ -121,11 +147,10 @@ def qscan(node: DisqueNode, client: Client, args: list[bytes]) -> Any:
     )
     items: list[tuple[int, Any]] = []
     for queue in node.queues.values():
-        if "min" in limits and len(queue) < limits["min"]:
-            continue
-        if "max" in limits and len(queue) > limits["max"]:
-            continue
-        if "rate" in limits and queue.imported < limits["rate"]:
-            continue
-        items.append((queue.serial, queue.name))
-    return _page(items, cursor, count)
+        left_out = (
+            ("min" in limits and len(queue) < limits["min"])
+            or ("max" in limits and len(queue) > limits["max"])
+            or ("rate" in limits and queue.imported < limits["rate"])
+        )
+        items.append((queue.serial, None if left_out else queue.name))
+    return _page(node, items, cursor, count)

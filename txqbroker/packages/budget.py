@@ -1,0 +1,112 @@
+"""
+The decoding budget of a pickle: what unpickling it may cost, checked
+before anything is built.
+
+Unpickling is a small stack machine, and a few of its instructions cost far
+more than the bytes that encode them: a 9-byte pickle storing one value at
+memo index 2**27 makes the C unpickler allocate (and zero) a 2 GiB memo
+table; ``set(range(10**9))`` is a call of two allowed globals; a set is
+200 bytes of memory for 2 bytes of pickle.  :func:`scan` reads every
+instruction before the unpickler runs (with :mod:`pickletools`, which builds
+nothing) and charges each one an upper estimate of the memory it makes the
+unpickler allocate, against a :class:`Budget`; calls of allowed globals are
+charged again by the unpickler as they run.  Everything a package can make
+the unpickler build is then bounded by the budget, whatever the package.
+"""
+
+from __future__ import annotations
+
+import pickletools
+from typing import Any
+
+from txqbroker.packages.errors import MalformedPackage, PackageTooCostly
+
+__all__ = ["Budget", "scan", "DEFAULT_BUDGET", "ITEM_COST"]
+
+#: the default estimated memory decoding one package may take (bytes)
+DEFAULT_BUDGET = 64 * 1024 * 1024
+
+#: the charge for an instruction that pushes or adds one value: the value
+#: itself when small (an int, a float, a reference), and its slot in a list,
+#: a tuple, or (with the table's spare room) a dict or a set
+ITEM_COST = 64
+
+#: instructions that make a container whose empty table costs more
+_CONTAINER_COST = {
+    "EMPTY_DICT": 256,
+    "DICT": 256,
+    "EMPTY_SET": 256,
+    "FROZENSET": 256,
+    "EMPTY_LIST": 96,
+    "LIST": 96,
+}
+
+#: instructions that store a value in the memo, at the index given
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+class Budget:
+    """
+    What is left of the estimated memory one decoding may take.
+
+    :param limit: the estimate allowed in all (bytes).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spent = 0
+
+    def charge(self, cost: int, what: str) -> None:
+        """
+        :raise PackageTooCostly: when ``cost`` more would exceed the limit.
+        """
+        self.spent += cost
+        if self.spent > self.limit:
+            raise PackageTooCostly(
+                f"decoding the package would take more than the {self.limit}-byte budget "
+                f"(at {what}); refused before it was built"
+            )
+
+
+def _payload_cost(arg: Any) -> int:
+    """The memory a string or bytes argument takes once built (upper estimate)."""
+    if isinstance(arg, str):
+        return len(arg) if arg.isascii() else 4 * len(arg)
+    if isinstance(arg, (bytes, bytearray)):
+        return len(arg)
+    if isinstance(arg, int):
+        # LONG/LONG1/LONG4: an int of this many bits
+        return arg.bit_length() // 8
+    return 0
+
+
+def scan(data: bytes, budget: Budget) -> None:
+    """
+    Read every instruction of a pickle, charging ``budget``, before anything
+    is unpickled.
+
+    :raise PackageTooCostly: when the estimate exceeds the budget, or a memo
+        index is beyond the values stored so far (a legitimate pickler
+        numbers them in order; a far index makes the unpickler allocate a
+        table that large).
+    :raise MalformedPackage: when ``data`` is not a valid pickle.
+    """
+    stored = 0
+    try:
+        for opcode, arg, position in pickletools.genops(data):
+            name = opcode.name
+            if name in _MEMO_PUT or name == "MEMOIZE":
+                index = arg if isinstance(arg, int) else stored
+                if index > stored:
+                    raise PackageTooCostly(
+                        f"the pickle stores a value at memo index {index} while {stored} are "
+                        "stored: refused (the unpickler would allocate a table that large)"
+                    )
+                stored += index == stored
+            budget.charge(
+                _CONTAINER_COST.get(name, ITEM_COST) + _payload_cost(arg), f"{name} at byte {position}"
+            )
+    except PackageTooCostly:
+        raise
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as e:
+        raise MalformedPackage(f"the package is not a valid pickle: {e}") from None
