@@ -24,6 +24,7 @@ from txqbroker.consumer.settlement import (
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable, ConfigurationError
 from txqbroker.memory import MemoryBroker
 from txqbroker.redis.broker import RedisBroker
+from txqbroker.redis.receipts import RedisReceiptBroker
 from txqbroker.sqlite.broker import SQLiteBroker
 
 A = Action
@@ -32,6 +33,7 @@ A = Action
 MEMORY = MemoryBroker.capabilities
 SQLITE = SQLiteBroker.capabilities
 REDIS = RedisBroker.capabilities
+REDIS_RECEIPTS = RedisReceiptBroker.capabilities
 RECEIPTS_DELAY = Capabilities(receipts=True, delay=True, release=True, delivery_counts=True)  # Disque, SQS, IronMQ
 SQS_FIFO = Capabilities(receipts=True, delay=False, release=True, delivery_counts=True)
 NO_RELEASE = Capabilities(receipts=True, delay=False, release=False, delivery_counts=True)
@@ -43,6 +45,9 @@ TABLE = {
     "memory": (MEMORY, A.ACKNOWLEDGE, A.RELEASE_WITH_BACKOFF, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "sqlite": (SQLITE, A.ACKNOWLEDGE, A.REENQUEUE, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "redis": (REDIS, A.ACKNOWLEDGE, A.REENQUEUE, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_ENQUEUE),
+    "redis-receipts": (
+        REDIS_RECEIPTS, A.ACKNOWLEDGE, A.RELEASE_WITH_BACKOFF, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE,
+    ),
     "disque/sqs/ironmq": (RECEIPTS_DELAY, A.ACKNOWLEDGE, A.REENQUEUE, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "sqs-fifo": (SQS_FIFO, A.ACKNOWLEDGE, A.RELEASE_WITH_BACKOFF, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "no-release": (NO_RELEASE, A.ACKNOWLEDGE, A.WAIT_FOR_RETRY, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_WAIT),
