@@ -6,8 +6,10 @@ package") says the same, line by line.
 
 from __future__ import annotations
 
+import ast
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +126,17 @@ def test_unstorable_outcome_bounds_the_repr_and_survives_a_broken_repr() -> None
     assert len(huge["result"]["repr"]) == REPR_LIMIT + 3
     broken = unstorable_outcome({"result": Broken()}, TypeError("x"))
     assert broken["result"]["repr"] == "<repr failed: RuntimeError>"
+
+
+def test_the_policy_knows_nothing_of_twisted_services_or_brokers() -> None:
+    """Its module imports only the standard library, Capabilities and the errors."""
+    import txqbroker.consumer.settlement as settlement
+
+    tree = ast.parse(Path(settlement.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported == {"__future__", "enum", "typing", "txqbroker.capabilities", "txqbroker.errors"}

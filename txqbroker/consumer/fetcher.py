@@ -166,5 +166,3 @@ class Fetcher:
         if failures == 1 and self.events.listeners:
             self.events.broker_down(self.stats.queue, what, error)
         await self._sleeper.sleep(delay)
-
-

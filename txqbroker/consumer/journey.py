@@ -99,9 +99,7 @@ class Journey:
         failure: Failure | None = None
         try:
             result = await self.runner.run(delivery, registered, task)
-        except CancelledError:
-            failure = Failure()
-        except Exception:
+        except Exception:  # CancelledError included
             failure = Failure()
         duration = self._clock.seconds() - started
         max_attempts = registered.max_attempts or self.config.max_attempts
