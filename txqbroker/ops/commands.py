@@ -213,7 +213,7 @@ async def _failed(reactor: Any, args: argparse.Namespace, broker: IBroker, dead:
     codec = _make_codec(args.codec, read_secrets([], args.secret_file), broker.name, None)
     letters = DeadLetterQueue(broker, dead, codec, stats, reactor, timeout=args.timeout)
     if args.action == "list":
-        found = await letters.list(args.limit)
+        found = await letters.read(args.limit)
         if args.json:
             for letter in found:
                 print(json.dumps(letter.summary(), sort_keys=True, default=str))
@@ -221,7 +221,7 @@ async def _failed(reactor: Any, args: argparse.Namespace, broker: IBroker, dead:
         _print_letters(dead.name, [letter.summary() for letter in found])
         return 0
     if args.action == "show":
-        found = [letter for letter in await letters.list(args.limit) if letter.matches(args.id)]
+        found = [letter for letter in await letters.read(args.limit) if letter.matches(args.id)]
         if not found:
             raise CommandFailed(f"no dead letter {args.id!r} in {dead.name}")
         for letter in found:

@@ -317,7 +317,7 @@ class DeadLetterQueue:
         except Exception as e:
             log.warn("could not read the dead-letter reasons: {error}", error=str(e))
             return {}
-        found = {}
+        found: dict[str, Mapping[str, Any]] = {}
         for value in values:
             record = decode_reason(value)
             if record is not None:
@@ -337,7 +337,7 @@ class DeadLetterQueue:
             letters.append(letter)
         return letters
 
-    async def list(self, limit: int = DEFAULT_LIMIT) -> list[DeadLetter]:
+    async def read(self, limit: int = DEFAULT_LIMIT) -> list[DeadLetter]:
         """The first ``limit`` dead letters; all stay in the queue."""
         letters = await self._take(limit)
         await self._walk.keep(letter.handle for letter in letters)
