@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, resource, server
+from twisted.web import http, pages, resource, server
 from twisted.web.server import Request
 
 from txqbroker._deferreds import bounded
@@ -142,7 +142,7 @@ class _StatusPage(resource.Resource):
     def getChild(self, path: bytes, request: Request) -> resource.Resource:
         if path == b"":
             return self
-        return resource.NoResource()
+        return pages.notFound()
 
     def render_GET(self, request: Request) -> Any:
         view = self._view
