@@ -139,7 +139,7 @@ class _StatusPage(resource.Resource):
         super().__init__()
         self._view = view
 
-    def getChild(self, path: bytes, request: Request) -> resource.Resource:
+    def getChild(self, path: bytes, request: Request) -> resource.IResource:
         if path == b"":
             return self
         return pages.notFound()
