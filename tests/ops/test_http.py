@@ -118,3 +118,40 @@ async def test_metrics_parse_and_count_the_tasks_run(redis_server: Any) -> None:
         await top.stopService()
         await producer.delete_queue()
         await producer.disconnect()
+
+
+@pytest.mark.deadline(60)
+async def test_twistd_qbroker_serves_http_and_stops_cleanly(redis_server: Any, tmp_path: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.consumer.processes import finish, spawn
+    from tests.consumer.test_twistd import Queues, qbroker
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with Queues(redis_server.url) as queues:
+        await queues.enqueue(5, "sample.noop")
+        child = spawn(qbroker(queues, f"--http=tcp:{port}:interface=127.0.0.1", "--stats-interval=0.2"), cwd=str(tmp_path))
+        try:
+
+            async def ready() -> bool:
+                try:
+                    return (await fetch(base + "/health/ready"))[0] == 200
+                except Exception:
+                    return False
+
+            await until(ready, timeout=30, what="ready")
+            await until(lambda: queues.producer.queue_size().addCallback(lambda n: n == 0), what="tasks run")
+            code, _, page = await fetch(base + "/")
+            assert code == 200 and f">{child.transport.pid}<" in page.decode()
+            code, _, body = await fetch(base + "/metrics")
+            names = {family.name for family in text_string_to_metric_families(body.decode())}
+            assert {"txqbroker_tasks_processed", "txqbroker_tasks_in_flight"} <= names
+            assert (await fetch(base + "/nothing"))[0] == 404
+        finally:
+            child.kill("TERM")
+            await finish(child, 30)
+    assert child.status == 0 or child.signal == 15, child.output
+    assert "Traceback" not in child.output
+    with pytest.raises(Exception):
+        await fetch(base + "/health/live", timeout=2)
