@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", default=None, help="a file holding the signing secret(s), newest first")
     p.add_argument("--salt", default=None, help="the signing salt (default: the queue name)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (default: %(default)s)")
+    p.add_argument(
+        "--stats", default=None, help="a broker URL where the consumers publish stats (default: the broker itself)"
+    )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enqueue = commands.add_parser("enqueue", help="enqueue a task")
@@ -117,6 +120,7 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
                 broker,
                 lambda: connect(options.with_options(name=dead_letter_name(broker.name)), reactor),
                 lambda d, what: bounded(d, args.timeout, reactor, what),
+                (lambda: connect(backend_options(args.stats, {}), reactor)) if args.stats else None,
             )
         return await _command(reactor, args, broker)
     finally:

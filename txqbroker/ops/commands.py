@@ -61,23 +61,38 @@ class CommandFailed(Exception):
     """The command failed; the message is for standard error."""
 
 
-async def run_ops_command(reactor: Any, args: argparse.Namespace, broker: IBroker, connect_dead: Callable[[], "Deferred[IBroker]"], bound: Bound) -> int:
+async def run_ops_command(
+    reactor: Any,
+    args: argparse.Namespace,
+    broker: IBroker,
+    connect_dead: Callable[[], "Deferred[IBroker]"],
+    bound: Bound,
+    connect_stats: Callable[[], "Deferred[Any]"] | None = None,
+) -> int:
     """
     Run ``info``, ``monitor`` or ``failed`` against ``broker``.
 
     :param connect_dead: connects the dead-letter queue's broker.
     :param bound: bounds an operation by the command's ``--timeout``.
+    :param connect_stats: connects where the consumers publish stats
+        (``--stats``); the broker itself when ``None``.
     """
-    dead = await bound(connect_dead(), "connecting the dead-letter queue")
+    owned: list[Any] = [await bound(connect_dead(), "connecting the dead-letter queue")]
+    dead = owned[0]
     try:
-        stats = broker if IStats.providedBy(broker) else None
+        store: Any = broker
+        if connect_stats is not None:
+            store = await bound(connect_stats(), "connecting the stats store")
+            owned.append(store)
+        stats = store if IStats.providedBy(store) else None
         if args.command == "info":
             return await _info(args, broker, dead, stats, bound)
         if args.command == "monitor":
             return await _monitor(reactor, args, broker, dead, stats, bound)
         return await _failed(reactor, args, broker, dead, stats)
     finally:
-        await bound(dead.disconnect(), "disconnecting")
+        for connected in owned:
+            await bound(connected.disconnect(), "disconnecting")
 
 
 async def _server(broker: IBroker, bound: Bound) -> str | None:
@@ -177,8 +192,10 @@ async def _monitor(
         if data[:1] in (b"q", b"Q", b"\x04", b"\x1b"):
             quit_()
 
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(quit_))
+    # Ctrl-C (and SIGTERM) end the loop, so that the terminal is restored
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, lambda *_: reactor.callFromThread(quit_))
     keys = _Keys(reactor, pressed)
     try:
         with Live(console=console, auto_refresh=False, transient=False, vertical_overflow="crop") as live:
@@ -194,7 +211,8 @@ async def _monitor(
                     pass
     finally:
         keys.close()
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
