@@ -169,7 +169,7 @@ async def _monitor(
     from rich.console import Console
     from rich.live import Live
 
-    from txqbroker.ops.tables import overview_view
+    from txqbroker.ops.tables import fitted_view, overview_view
 
     if args.interval <= 0:
         raise ConfigurationError(f"--interval must be > 0 seconds, not {args.interval}")
@@ -202,7 +202,7 @@ async def _monitor(
             while not stop["now"]:
                 overview: Overview = await take_overview(broker, dead, stats, bound)
                 footer = f"refreshing every {args.interval:g} s - q or Ctrl-C to quit"
-                live.update(overview_view(overview, server, console.size.height, footer), refresh=True)
+                live.update(fitted_view(overview, server, console, footer), refresh=True)
                 nap = task.deferLater(reactor, args.interval, lambda: None)
                 sleeping[:] = [nap]
                 try:

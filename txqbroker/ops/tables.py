@@ -9,17 +9,14 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from txqbroker.ops.overview import CONSUMER_COLUMNS, Overview, consumer_rows
 
-__all__ = ["overview_view", "FIXED_LINES"]
-
-#: lines the view takes besides the consumers' rows (title, queue table,
-#: headings, borders, footer)
-FIXED_LINES = 13
+__all__ = ["overview_view", "fitted_view"]
 
 _STATE_STYLES = {"running": "green", "broker-down": "bold red", "draining": "yellow", "stopped": "dim"}
 
@@ -29,12 +26,12 @@ def _count(value: int | None) -> str:
 
 
 def overview_view(
-    overview: Overview, server: str | None = None, height: int | None = None, footer: str | None = None
+    overview: Overview, server: str | None = None, limit: int | None = None, footer: str | None = None
 ) -> RenderableType:
     """
     :param server: the broker server's name and version, for the title.
-    :param height: the lines available: the consumers' table is cut to fit
-        (the rest counted in a last row).
+    :param limit: the most consumers' rows to show (the others are counted
+        in a last row); all by default.
     :param footer: a last line (e.g. ``q to quit``).
     """
     when = datetime.datetime.fromtimestamp(overview.time).strftime("%H:%M:%S")
@@ -43,7 +40,7 @@ def overview_view(
         title.append(f"  on {server}", style="dim")
     title.append(f"  {when}", style="dim")
 
-    queues = Table(show_edge=True, expand=False)
+    queues = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1))
     for heading in ("queue", "waiting", "dead-lettered", "consumers", "rate/s (1 min)"):
         queues.add_column(heading, justify="left" if heading == "queue" else "right")
     failed = _count(overview.failed)
@@ -61,22 +58,34 @@ def overview_view(
     elif not overview.consumers:
         parts.append(Text(f"no consumers of {overview.queue}", style="yellow"))
     else:
-        consumers = Table(expand=False)
+        consumers = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1))
         for heading, right in CONSUMER_COLUMNS:
-            consumers.add_column(heading, justify="right" if right else "left", no_wrap=heading == "host")
+            consumers.add_column(heading, justify="right" if right else "left", no_wrap=True)
         rows = consumer_rows(overview)
-        room = len(rows) if height is None else max(1, height - FIXED_LINES)
-        shown = rows if len(rows) <= room else rows[: max(0, room - 1)]
+        shown = rows if limit is None or len(rows) <= limit else rows[: max(0, limit)]
         for row in shown:
             state = row[2]
             cells = [Text(cell) for cell in row]
             cells[2].stylize(_STATE_STYLES.get(state, ""))
             consumers.add_row(*cells)
-        if len(shown) < len(rows):
-            consumers.add_row(f"... and {len(rows) - len(shown)} more", *[""] * (len(CONSUMER_COLUMNS) - 1))
         parts.append(consumers)
+        if len(shown) < len(rows):
+            parts.append(Text(f"... and {len(rows) - len(shown)} more (make the terminal taller)", style="dim"))
     for error in overview.errors:
         parts.append(Text(f"could not read {error}", style="red"))
     if footer:
         parts.append(Text(footer, style="dim"))
     return Group(*parts)
+
+
+def fitted_view(
+    overview: Overview, server: str | None, console: Console, footer: str | None = None
+) -> RenderableType:
+    """:func:`overview_view` with as many consumers as fit the console's height."""
+    view = overview_view(overview, server, footer=footer)
+    lines = len(console.render_lines(view, console.options, pad=False))
+    excess = lines - console.size.height
+    if excess > 0 and overview.consumers:
+        # one line per row; one more row says how many are left out
+        view = overview_view(overview, server, limit=len(overview.consumers) - excess - 1, footer=footer)
+    return view
