@@ -104,43 +104,36 @@ def test_http_option() -> None:
     assert default["http"] is None
 
 
-async def test_the_observer_counts_remembers_and_records() -> None:
-    import txqbroker
+def test_the_observer_counts_and_remembers() -> None:
     from twisted.internet import task
 
-    from txqbroker.ops.deadletters import DeadLetterRecorder, decode_reason, package_digest, reason_key
     from txqbroker.ops.observer import ConsumerObserver
     from txqbroker.ops.web import RecentFailures
 
     clock = task.Clock()
     clock.advance(1000)
-    store = await txqbroker.connect("memory://", name="observed")
-    try:
-        metrics = Metrics(ConsumerStats(queue="observed"))
-        failures = RecentFailures(size=2)
-        recorder = DeadLetterRecorder(lambda: store, lambda: "observed", clock, ttl=60)
-        observer = ConsumerObserver(clock, metrics, failures, recorder)
-        observer.task_finished("f", 0.5, 2.0, "success")
-        observer.task_finished("f", 0.5, None, "failure", "t1", {"type": "ValueError", "message": "no"}, 1)
-        observer.task_retried("f")
-        await observer.dead_lettered(b"pkg", "failed 3 times", {"type": "ValueError", "message": "no"},
-                                     {"id": "t1", "func": "f"}, 3)
-        observer.broker_up()
-        observer.broker_down()
-        observer.broker_up()
-        text = metrics_text(metrics.registry)[0].decode()
-        for line in (
-            'txqbroker_tasks_processed_total{queue="observed",task="f"} 1.0',
-            'txqbroker_tasks_failed_total{queue="observed",task="f"} 1.0',
-            'txqbroker_tasks_retried_total{queue="observed",task="f"} 1.0',
-            'txqbroker_tasks_dead_lettered_total{queue="observed",reason="failed 3 times",task="f"} 1.0',
-            'txqbroker_broker_reconnects_total{queue="observed"} 1.0',
-        ):
-            assert line in text
-        newest, older = list(failures)
-        assert newest["dead_lettered"] and newest["reason"] == "failed 3 times" and newest["error"] == "ValueError: no"
-        assert not older["dead_lettered"] and older["task_id"] == "t1"
-        reason = decode_reason(await store.get_stat(reason_key("observed", package_digest(b"pkg"))))
-        assert reason is not None and reason["attempt"] == 3 and reason["time"] == 1000
-    finally:
-        await store.disconnect()
+    metrics = Metrics(ConsumerStats(queue="observed"))
+    failures = RecentFailures(size=2)
+    observer = ConsumerObserver(clock, metrics, failures)
+    observer.task_finished("f", 0.5, 2.0, "success")
+    observer.task_finished("f", 0.5, None, "failure", "t1", {"type": "ValueError", "message": "no"}, 1)
+    observer.task_retried("f")
+    observer.task_finished("f", 0.5, None, "failure", "t1", {"type": "ValueError", "message": "no"}, 3, True)
+    observer.task_dead_lettered("f", "failed 3 times")
+    observer.task_rejected(None, None, {"type": "MalformedPackage", "message": "not JSON"}, "malformed")
+    observer.broker_up()
+    observer.broker_down()
+    observer.broker_up()
+    text = metrics_text(metrics.registry)[0].decode()
+    for line in (
+        'txqbroker_tasks_processed_total{queue="observed",task="f"} 1.0',
+        'txqbroker_tasks_failed_total{queue="observed",task="f"} 2.0',
+        'txqbroker_tasks_retried_total{queue="observed",task="f"} 1.0',
+        'txqbroker_tasks_dead_lettered_total{queue="observed",reason="failed 3 times",task="f"} 1.0',
+        'txqbroker_broker_reconnects_total{queue="observed"} 1.0',
+    ):
+        assert line in text
+    newest, older = list(failures)
+    assert newest["dead_lettered"] and newest["reason"] == "malformed" and newest["func"] is None
+    assert older["dead_lettered"] and older["attempt"] == 3 and older["error"] == "ValueError: no"
+    assert older["time"] == 1000
