@@ -107,6 +107,7 @@ def render_page(
     ready: bool,
     failures: Iterable[Mapping[str, Any]] = (),
     refresh: int = REFRESH,
+    server: str | None = None,
 ) -> bytes:
     """
     The page, UTF-8.
@@ -115,6 +116,7 @@ def render_page(
     :param state: this consumer's state.
     :param ready: whether this consumer is ready (connected and fetching).
     :param failures: the last failures seen by this consumer, newest first.
+    :param server: the broker server's name and version.
     """
     badge = '<span class="badge ok">ready</span>' if ready else '<span class="badge bad">not ready</span>'
     tiles = "".join(
@@ -137,7 +139,7 @@ def render_page(
 </head>
 <body>
 <h1>txqbroker &middot; {escape(overview.queue)}</h1>
-<p class="sub">this consumer: <span class="state-{escape(state)}">{escape(state)}</span> {badge}</p>
+<p class="sub">{escape(server) + " &middot; " if server else ""}this consumer: <span class="state-{escape(state)}">{escape(state)}</span> {badge}</p>
 <section class="tiles" id="queue">{tiles}</section>
 {errors}
 <h2>Consumers</h2>

@@ -85,6 +85,8 @@ class ConsumerView:
         self.failures = failures if failures is not None else RecentFailures()
         self.metrics = metrics
         self.timeout = timeout
+        #: the broker server's name and version, once known
+        self.server: str | None = None
 
     @property
     def state(self) -> str:
@@ -106,6 +108,11 @@ class ConsumerView:
             return Overview(
                 queue=self.service.queue, time=self._clock.seconds(), errors=["the broker: not connected"]
             )
+        if self.server is None:
+            try:
+                self.server = str(await self._bound(broker.info(), "info"))
+            except Exception:
+                pass  # asked again next time
         return await take_overview(
             broker, self.service.dead_letters, self._stats_store(), self._bound, self._clock.seconds
         )
@@ -152,7 +159,7 @@ class _StatusPage(resource.Resource):
         def send(overview: Overview) -> None:
             if gone:
                 return
-            body = render_page(overview, view.state, view.ready(), view.failures)
+            body = render_page(overview, view.state, view.ready(), view.failures, server=view.server)
             request.setHeader(b"content-type", b"text/html; charset=utf-8")
             request.setHeader(b"cache-control", b"no-store")
             request.write(body)
