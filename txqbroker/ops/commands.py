@@ -228,7 +228,7 @@ async def _failed(reactor: Any, args: argparse.Namespace, broker: IBroker, dead:
 
     if args.limit < 1:
         raise ConfigurationError(f"--limit must be at least 1, not {args.limit}")
-    codec = _make_codec(args.codec, read_secrets([], args.secret_file), broker.name, None)
+    codec = _make_codec(args.codec, read_secrets([], args.secret_file), args.salt or broker.name, None)
     letters = DeadLetterQueue(broker, dead, codec, stats, reactor, timeout=args.timeout)
     if args.action == "list":
         found = await letters.read(args.limit)

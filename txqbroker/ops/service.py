@@ -13,7 +13,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 
 from txqbroker.errors import ConfigurationError
+from txqbroker.ops.listener import OpsListener
 from txqbroker.ops.metrics import Metrics
+from txqbroker.ops.observer import ConsumerObserver
 from txqbroker.ops.web import ConsumerView, QuietSite, RecentFailures, make_root
 
 __all__ = ["WithHTTP", "check_endpoint", "http_service", "with_http"]
@@ -72,11 +74,7 @@ def with_http(description: str | None, consumer: Any, top: IService, reactor: An
     if not description:
         return top
     metrics = Metrics(consumer.stats)
-
-    def stats_store() -> Any:
-        target = getattr(consumer, "_stats_target", None)
-        return target() if callable(target) else None
-
-    view = ConsumerView(consumer, stats_store, reactor, RecentFailures(), metrics)
-    consumer.ops_view = view
+    failures = RecentFailures()
+    consumer.events.add(OpsListener(ConsumerObserver(reactor, metrics, failures)))
+    view = ConsumerView(consumer, consumer.stats_target, reactor, failures, metrics)
     return WithHTTP(top, http_service(description, view, reactor))
