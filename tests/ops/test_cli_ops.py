@@ -112,6 +112,16 @@ async def test_failed_retry_round_trips_a_dead_letter(redis_server: Any, tmp_pat
         shown = await run(cli(url, queue, "failed", "show", task["id"]))
         assert json.loads(shown.out)["task"]["args"] == [7]
 
+        if backend == "redis":
+            import redis
+
+            from txqbroker.ops.deadletters import REASON_TTL, reason_pattern
+
+            sync = redis.Redis(port=redis_server.port)
+            [key] = sync.keys(reason_pattern(queue))
+            assert 0 < sync.pttl(key) <= REASON_TTL * 1000  # kept a week, never piling up
+            sync.close()
+
         broken["now"] = False
         retried = await run(cli(url, queue, "failed", "retry", task["id"]))
         assert retried.status == 0, retried.output

@@ -110,6 +110,9 @@ async def test_metrics_parse_and_count_the_tasks_run(redis_server: Any) -> None:
         assert value("txqbroker_task_queue_wait_seconds_count", task="app.bad") == 3
         assert value("txqbroker_tasks_in_flight") == 0
         assert value("txqbroker_consumer_up") == 1
+        code, _, page = await fetch(base + "/")
+        failures = page.decode().split('id="failures"')[1]
+        assert failures.count("<li>") == 3 and "app.bad</b> dead-lettered (attempt 1): ValueError: bad" in failures
         # a registry of its own: the global one knows nothing of txqbroker
         from prometheus_client import REGISTRY, generate_latest
 
