@@ -72,11 +72,15 @@ class DeadLetterReasons(ConsumerListener):
     def task_finished(self, finished: TaskFinished) -> None:
         if finished.action not in DEAD_LETTER_ACTIONS:
             return
-        for serial, (queue, payload, reason, task_id) in self._pending.items():
-            if queue == finished.queue and task_id == finished.task_id:
-                del self._pending[serial]
-                self._write(queue, payload, reason, task_id, finished, finished.error)
-                return
+        # the same task id; a refused package's dead-lettering knows no id
+        for exact in (True, False):
+            for serial, (queue, payload, reason, task_id) in self._pending.items():
+                if queue == finished.queue and (
+                    task_id == finished.task_id if exact else task_id is None and finished.action is Action.REJECT
+                ):
+                    del self._pending[serial]
+                    self._write(queue, payload, reason, finished.task_id, finished, finished.error)
+                    return
 
     def _write(
         self,
