@@ -21,6 +21,9 @@ setup(
         "txredisapi>=1.4.10",
         "zope.interface>=6",
         "treq>=24.9",
+        # txqbroker monitor, /metrics (issue 13)
+        "rich>=13",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "hiredis": ["hiredis"],

@@ -9,6 +9,8 @@ operators.
     txqbroker -b redis -q jobs size [--failed]
     txqbroker -b redis -q jobs info | ping | purge --yes [--failed]
     txqbroker -b redis -q jobs consumers [--json]
+    txqbroker -b redis -q jobs monitor [--once]
+    txqbroker -b redis -q jobs failed list | show ID | retry ID... | purge ID...
 
 Results go to standard output; errors to standard error, with exit status 1
 (2 for a bad command line).
@@ -57,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", default=None, help="a file holding the signing secret(s), newest first")
     p.add_argument("--salt", default=None, help="the signing salt (default: the queue name)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (default: %(default)s)")
+    p.add_argument(
+        "--stats", default=None, help="a broker URL where the consumers publish stats (default: the broker itself)"
+    )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enqueue = commands.add_parser("enqueue", help="enqueue a task")
@@ -69,13 +74,17 @@ def parser() -> argparse.ArgumentParser:
 
     size = commands.add_parser("size", help="how many packages wait in the queue")
     size.add_argument("--failed", action="store_true", help="the dead-letter queue instead")
-    commands.add_parser("info", help="the broker server's name and version")
+    info = commands.add_parser("info", help="the broker server, the queue's sizes and its consumers")
     commands.add_parser("ping", help="exit 0 when the broker answers, 1 when not")
     purge = commands.add_parser("purge", help="remove every package from the queue")
     purge.add_argument("--failed", action="store_true", help="the dead-letter queue instead")
     purge.add_argument("--yes", action="store_true", required=True, help="yes, really")
     consumers = commands.add_parser("consumers", help="the running consumers, from their stats")
     consumers.add_argument("--json", action="store_true", help="one JSON record per line")
+    from txqbroker.ops.commands import add_info_arguments, add_parsers
+
+    add_info_arguments(info)
+    add_parsers(commands)
     return p
 
 
@@ -102,6 +111,17 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
         options = options.with_options(name=dead_letter_name(options.name))
     broker = await bounded(connect(options, reactor), args.timeout, reactor, "connecting")
     try:
+        from txqbroker.ops.commands import OPS_COMMANDS, run_ops_command
+
+        if args.command in OPS_COMMANDS:
+            return await run_ops_command(
+                reactor,
+                args,
+                broker,
+                lambda: connect(options.with_options(name=dead_letter_name(broker.name)), reactor),
+                lambda d, what: bounded(d, args.timeout, reactor, what),
+                (lambda: connect(backend_options(args.stats, {}), reactor)) if args.stats else None,
+            )
         return await _command(reactor, args, broker)
     finally:
         await bounded(broker.disconnect(), args.timeout, reactor, "disconnecting")
@@ -193,11 +213,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     from twisted.internet import task
 
+    from txqbroker.ops.commands import CommandFailed
+
     def run(reactor: Any) -> "Deferred[None]":
         async def guarded() -> None:
             try:
                 status = await _run(reactor, args)
-            except (BrokerError, _Failed) as e:
+            except (BrokerError, _Failed, CommandFailed) as e:
                 print(f"txqbroker: error: {e}", file=sys.stderr)
                 raise SystemExit(1)
             raise SystemExit(status)

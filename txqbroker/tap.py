@@ -198,6 +198,13 @@ class Options(usage.Options):
             "Seconds between summary log lines (0: none).",
             _seconds("summary-interval", allow_zero=True),
         ],
+        [
+            "http",
+            None,
+            None,
+            "Serve /health/live, /health/ready, /metrics and a status page on this "
+            "Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1 (default: none).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -266,6 +273,10 @@ class Options(usage.Options):
                 _check_results_url(self["results"])
             if self["salt"] is not None and not self["salt"]:
                 raise ConfigurationError("--salt must not be empty (leave it out for the queue name)")
+            if self["http"] is not None:
+                from txqbroker.ops.service import check_endpoint
+
+                check_endpoint(self["http"])
             self["secrets"] = read_secrets(self["secrets"], self["secret-file"])
             if self["salt"] and not self["secrets"] and self["codec"] == "json":
                 raise ConfigurationError("--salt signs packages: give a secret too (or leave --salt out)")
@@ -366,10 +377,12 @@ def makeService(options: Options) -> IService:
         result_store=results,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
+    from txqbroker.ops.service import with_http
+
     if results is None:
-        return service
+        return with_http(options.get("http"), service, service, reactor)
     # the consumer stops (and saves its last outcomes) before the store closes
     parent = MultiService()
     results.setServiceParent(parent)
     service.setServiceParent(parent)
-    return parent
+    return with_http(options.get("http"), service, parent, reactor)

@@ -249,6 +249,22 @@ class RedisBroker:
         """``LLEN key``."""
         return self._call("queue_size", "llen", self.key).addCallback(int)
 
+    def peek(self, count: int) -> "Deferred[list[bytes]]":
+        """
+        The first ``count`` packages of the queue, left where they are
+        (``LRANGE key 0 count-1``): for inspecting a dead-letter queue.
+        """
+        d = self._call("peek", "lrange", self.key, 0, max(0, count - 1))
+        return d.addCallback(lambda found: [as_bytes(p) for p in found or []])
+
+    def remove(self, package: bytes) -> "Deferred[int]":
+        """
+        Remove one copy of ``package`` from the queue (``LREM key 1``).
+
+        :return: a Deferred firing with how many were removed (0 or 1).
+        """
+        return self._call("remove", "lrem", self.key, 1, package).addCallback(int)
+
     def ping(self) -> "Deferred[bool]":
         """
         ``PING``, bounded by ``options.connect_timeout``.
