@@ -22,6 +22,7 @@ from txqbroker.interfaces import IBroker, ICodec
 from txqbroker.options import BrokerOptions
 from txqbroker.registry import check_options, options_for
 from txqbroker.tasks import load_task_modules, registry
+from txqbroker.workers import parse_workers
 
 __all__ = [
     "Options",
@@ -198,7 +199,24 @@ class Options(usage.Options):
             "Seconds between summary log lines (0: none).",
             _seconds("summary-interval", allow_zero=True),
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Consumer processes to run under one supervising process: a number, "
+            "or 'auto' for the number of CPUs.",
+            parse_workers,
+        ],
     ]
+
+    optFlags = [
+        ["no-scheduler", None, "Do not run the scheduler (schedules run on the other consumers)."],
+    ]
+
+    def parseOptions(self, options: Any = None) -> None:
+        # the command line as given, for the worker processes of --workers
+        self.raw_args = list(options) if options is not None else []
+        super().parseOptions(options)
 
     def __init__(self) -> None:
         super().__init__()
@@ -279,8 +297,27 @@ class Options(usage.Options):
                     f"no task is registered in {', '.join(self['tasks'])}: "
                     "decorate the functions that may run with @txqbroker.tasks.task"
                 )
+            _check_schedules(self)
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+
+
+def _check_schedules(options: Options) -> None:
+    """
+    Where this consumer's scheduler keeps its schedules: the broker's
+    backend, else the ``--stats`` store; an error when tasks declare
+    schedules and neither can hold them.
+    """
+    from txqbroker.schedules import STORE_SCHEMES, declared, store_options
+
+    options["schedules"] = declared(options["registry"])
+    options["schedule_store"] = store_options(options["broker"], options["stats_broker"])
+    if options["schedule_store"] is None and options["schedules"] and not options["no-scheduler"]:
+        raise ConfigurationError(
+            f"tasks declare schedules ({', '.join(s.name for s in options['schedules'])}) but the "
+            f"{options['broker'].scheme} broker cannot hold them: give --stats with a store "
+            f"({', '.join(STORE_SCHEMES)}), or --no-scheduler"
+        )
 
 
 def _check_results_url(url: str) -> None:
@@ -300,7 +337,7 @@ def _make_codec(kind: str, secrets: list[str], queue: str, max_age: float | None
     return make_codec(kind, secrets, queue, max_age=max_age)
 
 
-def _exit_status(service: ConsumerService) -> None:
+def _exit_status(service: Any) -> None:
     """
     Once the reactor has stopped: when the broker refused its configuration
     (the service then stopped the reactor itself), make the process exit
@@ -334,6 +371,9 @@ def makeService(options: Options) -> IService:
 
     from txqbroker.registry import connect
 
+    if options["workers"] > 1:
+        return _supervisor(options, reactor)
+
     broker: BrokerOptions = options["broker"]
     stats_options: BrokerOptions | None = options["stats_broker"]
     # thread=True tasks run in the reactor's pool: let them all run at once
@@ -366,10 +406,65 @@ def makeService(options: Options) -> IService:
         result_store=results,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
-    if results is None:
+    _as_worker(service, reactor)
+    scheduler = _scheduler(options, reactor)
+    if results is None and scheduler is None:
         return service
     # the consumer stops (and saves its last outcomes) before the store closes
     parent = MultiService()
-    results.setServiceParent(parent)
+    if results is not None:
+        results.setServiceParent(parent)
     service.setServiceParent(parent)
+    if scheduler is not None:
+        scheduler.setServiceParent(parent)
     return parent
+
+
+def _scheduler(options: Options, reactor: Any) -> IService | None:
+    """The scheduler beside the consumer, when there is a store for it."""
+    store: BrokerOptions | None = options.get("schedule_store")
+    if store is None or options.get("no-scheduler"):
+        return None
+    from txqbroker.registry import connect
+    from txqbroker.schedules import connect_store
+    from txqbroker.schedules.service import SchedulerService
+
+    broker: BrokerOptions = options["broker"]
+    return SchedulerService(
+        lambda: connect(broker, reactor),
+        lambda queue: connect_store(store, reactor, queue),
+        lambda queue: _make_codec(options["codec"], options["secrets"], queue, options["max-age"]),
+        options["schedules"],
+        clock=reactor,
+        timeout=broker.timeout + 1.0,
+    )
+
+
+def _supervisor(options: Options, reactor: Any) -> IService:
+    """``--workers N``: the parent supervising N consumer processes."""
+    from txqbroker.workers import SupervisorService
+    from txqbroker.workers.supervisor import reactor_args
+
+    supervisor = SupervisorService(
+        getattr(options, "raw_args", []), options["workers"], reactor, twist_args=reactor_args(reactor)
+    )
+    reactor.addSystemEventTrigger("after", "shutdown", _exit_status, supervisor)
+    return supervisor
+
+
+def _as_worker(service: ConsumerService, reactor: Any) -> None:
+    """
+    In a worker process of ``--workers``: add the supervisor's pid and the
+    worker's number to the stats record (fields ``supervisor`` and
+    ``worker``), and tell the supervisor once the consumer consumes.
+    """
+    from txqbroker.workers import WORKER_ENV, supervisor_pid
+    from txqbroker.workers.supervisor import announce_ready
+
+    parent = supervisor_pid()
+    if parent is None:
+        return
+    number = int(os.environ.get(WORKER_ENV, "0") or 0)
+    extra = service.monitor._extra
+    service.monitor._extra = lambda: {**extra(), "supervisor": parent, "worker": number}
+    announce_ready(lambda: service.stats.state == "running", reactor, number)

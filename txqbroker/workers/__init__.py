@@ -1,0 +1,16 @@
+"""
+Worker processes: ``twistd qbroker --workers N`` runs N consumer processes
+under one supervising parent (:class:`SupervisorService`), each a full
+consumer with its own reactor and broker connections, started with
+:mod:`txqbroker.workers.child`.
+"""
+
+from txqbroker.workers.supervisor import (
+    SUPERVISOR_ENV,
+    WORKER_ENV,
+    SupervisorService,
+    parse_workers,
+    supervisor_pid,
+)
+
+__all__ = ["SupervisorService", "parse_workers", "supervisor_pid", "SUPERVISOR_ENV", "WORKER_ENV"]
