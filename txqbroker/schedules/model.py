@@ -14,9 +14,13 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
-from txqbroker.errors import ConfigurationError
+from txqbroker.errors import BrokerError, ConfigurationError
 
-__all__ = ["Schedule", "MISSED_POLICIES", "SOURCES", "check_name"]
+__all__ = ["Schedule", "UnknownSchedule", "MISSED_POLICIES", "SOURCES", "check_name"]
+
+
+class UnknownSchedule(BrokerError, LookupError):
+    """No schedule of that name is stored."""
 
 #: what to do with an occurrence the fleet missed (it was down): ``once``
 #: enqueues the latest missed occurrence once; ``skip`` enqueues nothing

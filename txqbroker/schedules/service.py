@@ -29,7 +29,7 @@ from txqbroker.errors import BrokerError, ConfigurationError
 from txqbroker.interfaces import IBroker, ICodec
 from txqbroker.schedules.model import Schedule
 from txqbroker.schedules.store import Entry, IScheduleStore, LastRun
-from txqbroker.schedules.timing import Decision, baseline, decide, following, occurrence_ms
+from txqbroker.schedules.timing import Decision, baseline, decide, following, format_time, occurrence_ms
 
 __all__ = ["SchedulerService", "occurrence_task_id", "DEFAULT_REFRESH"]
 
@@ -238,9 +238,9 @@ class SchedulerService(service.Service):
             return
         if not decision.run:
             self.log.info(
-                "schedule {schedule}: skipped the missed occurrence of {scheduled:.3f}",
+                "schedule {schedule}: skipped the missed occurrence of {scheduled}",
                 schedule=schedule.name,
-                scheduled=decision.occurrence,
+                scheduled=format_time(decision.occurrence),
             )
             return
         d = Deferred.fromCoroutine(self._enqueue(schedule, decision.occurrence, task_id))
@@ -270,10 +270,10 @@ class SchedulerService(service.Service):
             except BrokerError as e:
                 if attempt == ENQUEUE_ATTEMPTS or not self._running:
                     self.log.error(
-                        "schedule {schedule}: the occurrence of {scheduled:.3f} was claimed but "
+                        "schedule {schedule}: the occurrence of {scheduled} was claimed but "
                         "could not be enqueued: {error}",
                         schedule=schedule.name,
-                        scheduled=occurrence,
+                        scheduled=format_time(occurrence),
                         error=str(e),
                     )
                     return
@@ -281,11 +281,12 @@ class SchedulerService(service.Service):
             else:
                 self.enqueued.append((schedule.name, occurrence))
                 self.log.info(
-                    "schedule {schedule}: enqueued {func} as {task_id} for {scheduled:.3f}",
+                    "schedule {schedule}: enqueued {func} as {task_id} for {scheduled}",
                     schedule=schedule.name,
                     func=schedule.func,
                     task_id=task_id,
-                    scheduled=occurrence,
+                    scheduled=format_time(occurrence),
+                    occurrence=occurrence,
                 )
                 return
 

@@ -32,6 +32,7 @@ __all__ = [
     "grace",
     "decide",
     "next_run",
+    "format_time",
 ]
 
 #: the longest a ``missed="skip"`` schedule's occurrence may be late and
@@ -174,3 +175,12 @@ def next_run(schedule: "Schedule", now: float, last: float | None) -> float | No
     if decision is not None and decision.run:
         return decision.occurrence
     return following(schedule, max(now, last) if last is not None else now)
+
+
+def format_time(t: float | None) -> str:
+    """A Unix time as ``2026-12-04T16:00:00Z`` (``-`` for ``None``)."""
+    if t is None:
+        return "-"
+    moment = datetime.fromtimestamp(t, timezone.utc)
+    text = moment.isoformat(timespec="milliseconds" if t % 1 else "seconds")
+    return text.replace("+00:00", "Z")
