@@ -1,0 +1,146 @@
+"""
+``twistd qbroker --workers 2`` as users run it, on the SQLite receipt
+broker: two consumer processes under one parent, a child killed with
+SIGKILL is restarted and loses nothing, SIGTERM stops them all with nothing
+lost, and a child that cannot start makes the parent exit 78.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+import txqbroker
+from tests.consumer.processes import Child, finish, spawn
+from tests.consumer.test_twistd import recorded
+from tests.waiting import until
+from txqbroker.consumer import dead_letter_name, decode_record, stats_pattern
+from txqbroker.packages import JSONCodec, new_task
+from txqbroker.tap import EXIT_MISCONFIGURED
+
+QUEUE = "work"
+
+
+def qbroker(url: str, *extra: str) -> list[str]:
+    return [
+        "twistd", "-n", "--pidfile=", "qbroker", f"--backend={url}", f"--queue={QUEUE}",
+        "--tasks=tests.consumer.sample_tasks", "--stats-interval=0.3", "--summary-interval=0", *extra,
+    ]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Workers:
+    """A queue in an SQLite file, and what the workers published about themselves."""
+
+    def __init__(self, tmp_path: Any) -> None:
+        self.url = f"sqlite:///{tmp_path}/queue.db"
+        self.record = tmp_path / "record"
+
+    async def __aenter__(self) -> "Workers":
+        self.broker = await txqbroker.connect(self.url, name=QUEUE)
+        self.dead = await txqbroker.connect(self.url, name=dead_letter_name(QUEUE))
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.broker.disconnect()
+        await self.dead.disconnect()
+
+    async def enqueue(self, numbers: range, seconds: float) -> None:
+        codec = JSONCodec()
+        for n in numbers:
+            await self.broker.enqueue(codec.encode(new_task("sample.record", [n, seconds], enqueued=0.0)))
+
+    async def consumers(self) -> list[dict[str, Any]]:
+        values = await self.broker.get_stats(stats_pattern(QUEUE))
+        records = [decode_record(v) for v in values]
+        return [r for r in records if r is not None and r["state"] == "running"]
+
+    async def child_pids(self, supervisor: int) -> set[int]:
+        return {r["pid"] for r in await self.consumers() if r.get("supervisor") == supervisor}
+
+
+@pytest.mark.deadline(90)
+async def test_two_workers_survive_a_kill_and_stop_on_sigterm_losing_nothing(tmp_path: Any) -> None:
+    async with Workers(tmp_path) as workers:
+        await workers.enqueue(range(60), 0.1)
+        parent = spawn(
+            qbroker(workers.url, "--workers=2", "--concurrency=2", "--retry=2"),
+            cwd=str(tmp_path),
+            TXQ_TEST_RECORD=str(workers.record),
+        )
+        try:
+            parent_pid = parent.transport.pid  # type: ignore[union-attr]
+            # two child pids appear, each in its own stats record, naming the parent
+            pids = await until(lambda: _pids(workers, parent_pid, 2), timeout=30, what="two worker processes")
+            assert parent_pid not in pids
+            records = {r["pid"]: r for r in await workers.consumers()}
+            assert sorted(records[p]["worker"] for p in pids) == [1, 2]
+            await until(lambda: len(recorded(workers.record)) >= 10, timeout=30, what="10 tasks run")
+
+            victim = min(pids)
+            os.kill(victim, signal.SIGKILL)
+            await until(lambda: f"(pid {victim}) died (ended by SIGKILL)" in parent.output, timeout=20, what="the death noticed")
+            restarted = await until(
+                lambda: _pids(workers, parent_pid, 2, without=victim), timeout=30, what="a restarted worker"
+            )
+            assert victim not in restarted and len(restarted) == 2
+            # nothing lost: the packages the killed child held come back (retry=2)
+            await until(
+                lambda: set(recorded(workers.record)) >= set(range(60)), timeout=40, what="every package run"
+            )
+
+            # SIGTERM with work under way: every child drains, nothing lost
+            await workers.enqueue(range(100, 140), 0.3)
+            await until(lambda: len({n for n in recorded(workers.record) if n >= 100}) >= 4, timeout=20)
+        finally:
+            parent.kill("TERM")
+        await finish(parent, 40)
+        output = parent.output
+        assert parent.status == 0 or parent.signal == signal.SIGTERM, output[-3000:]
+        assert "stopping 2 worker(s): forwarding SIGTERM" in output
+        assert "every worker has stopped" in output
+        assert output.count("stopped consuming work") >= 2
+        assert "Traceback" not in output
+        assert not any(alive(pid) for pid in restarted | pids)
+        second = [n for n in recorded(workers.record) if n >= 100]
+        queued = await workers.broker.queue_size()
+        dead = await workers.dead.queue_size()
+    assert len(second) == len(set(second)), "a drained package ran twice"
+    assert 0 < len(second) < 40
+    assert len(second) + queued + dead == 40, (len(second), queued, dead)
+
+
+async def _pids(workers: Workers, parent: int, count: int, without: int | None = None) -> set[int] | None:
+    pids = await workers.child_pids(parent)
+    if without is not None:
+        pids.discard(without)
+    return pids if len(pids) == count else None
+
+
+@pytest.mark.parametrize("case", ["child cannot import --tasks", "broker refuses its configuration"])
+async def test_a_child_that_cannot_start_makes_the_parent_exit_78(tmp_path: Any, case: str) -> None:
+    if case == "child cannot import --tasks":
+        args = ["--backend=sqlite:///queue.db", "--tasks=tests.workers.parent_only_tasks"]
+        expected = "cannot import task module 'tests.workers.parent_only_tasks'"
+    else:
+        (tmp_path / "queue.db").write_bytes(b"this is not an SQLite database" * 200)
+        args = ["--backend=sqlite:///queue.db", "--tasks=tests.consumer.sample_tasks"]
+        expected = "is not an SQLite database"
+    parent: Child = spawn(["twistd", "-n", "--pidfile=", "qbroker", *args, "--workers=2"], cwd=str(tmp_path))
+    await finish(parent, 30)
+    output = parent.output
+    assert parent.status == EXIT_MISCONFIGURED, output[-3000:]
+    assert "could not start" in output and expected in output, output[-3000:]
+    # given up at once, not restarted again and again
+    assert output.count("started worker") == 2, output[-3000:]
+    assert "restarting it" not in output
