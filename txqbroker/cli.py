@@ -234,13 +234,20 @@ async def _consumers(args: argparse.Namespace, broker: Any, limit: Any) -> int:
     if not found:
         print(f"no consumers of {name}")
         return 0
-    print(f"{'consumer':<32} {'state':<12} {'processed':>9} {'failed':>7} {'running':>7} {'uptime':>9}")
+    print(f"{'consumer':<32} {'state':<12} {'processed':>9} {'failed':>7} {'running':>7} {'uptime':>9}  supervisor")
     for r in found:
         print(
             f"{r['id']:<32} {r['state']:<12} {r['processed']:>9} {r['failed']:>7} "
-            f"{r['in_flight']:>7} {r['uptime']:>8.0f}s"
+            f"{r['in_flight']:>7} {r['uptime']:>8.0f}s  {_supervised(r)}"
         )
     return 0
+
+
+def _supervised(record: dict[str, Any]) -> str:
+    """``worker 2 of pid 4242`` for a worker process of ``--workers``, else ``-``."""
+    if record.get("supervisor") is None:
+        return "-"
+    return f"worker {record.get('worker', '?')} of pid {record['supervisor']}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,13 +7,14 @@ are not replayed: the latest runs once, then every second again.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 from twisted.internet import task
 
-from tests.consumer.processes import Child, finish, spawn
+from tests.consumer.processes import Child, finish, run, spawn
 from tests.waiting import until
 
 Run = tuple[float, float, int]
@@ -90,3 +91,14 @@ async def test_every_second_exactly_once_across_processes_and_after_an_outage(tm
     assert after == [after[0] + i for i in range(len(after))], after
     # run by the two worker processes, not by the supervising parent
     assert not {r[2] for r in runs(record) if r[0] > last} & (pids | {parent})
+
+    # the command line shows the last run (stored at the claim) and the next
+    listed = await run(
+        ["python", "-m", "txqbroker", "-b", "sqlite:///q.db", "-q", "every", "schedules", "list", "--json"],
+        cwd=str(tmp_path),
+    )
+    assert listed.status == 0, listed.output
+    [entry] = [json.loads(line) for line in listed.out.decode().splitlines()]
+    assert entry["name"] == "every.tick" and entry["source"] == "code" and entry["every"] == 1
+    assert entry["last_run"]["scheduled"] >= after[-1] and entry["last_run"]["outcome"] == "run"
+    assert entry["next_run"] > entry["last_run"]["scheduled"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import txqbroker
-from tests.consumer.processes import Child, finish, spawn
+from tests.consumer.processes import Child, finish, run, spawn
 from tests.consumer.test_twistd import recorded
 from tests.waiting import until
 from txqbroker.consumer import dead_letter_name, decode_record, stats_pattern
@@ -85,6 +85,10 @@ async def test_two_workers_survive_a_kill_and_stop_on_sigterm_losing_nothing(tmp
             assert parent_pid not in pids
             records = {r["pid"]: r for r in await workers.consumers()}
             assert sorted(records[p]["worker"] for p in pids) == [1, 2]
+            table = await run(["python", "-m", "txqbroker", "-b", workers.url, "-q", QUEUE, "consumers"], cwd=str(tmp_path))
+            assert table.status == 0, table.output
+            for number in (1, 2):
+                assert f"worker {number} of pid {parent_pid}" in table.output, table.output
             await until(lambda: len(recorded(workers.record)) >= 10, timeout=30, what="10 tasks run")
 
             victim = min(pids)
