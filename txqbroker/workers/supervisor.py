@@ -118,7 +118,7 @@ class WorkerProcess(protocol.ProcessProtocol):
         self._out = b""
         self._err = b""
         #: the child's last error lines (standard error, error events)
-        self.last_errors: deque[str] = deque(maxlen=5)
+        self.last_errors: deque[str] = deque(maxlen=200)
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid  # type: ignore[union-attr]
@@ -179,6 +179,13 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.status = getattr(reason.value, "exitCode", None)
         self.signal = getattr(reason.value, "signal", None)
         self.supervisor.worker_ended(self)
+
+    def why(self) -> str:
+        """The child's own error message, best first: ``Error: ...`` (a usage error), else its last error."""
+        for line in self.last_errors:
+            if line.startswith("Error:"):
+                return line
+        return self.last_errors[-1] if self.last_errors else "no error output"
 
     def send(self, signum: int) -> None:
         """Send ``signum`` to the child, if it still runs."""
@@ -269,7 +276,7 @@ class SupervisorService(service.Service):
             self._catch_second_signal()
         if self._all_ended is None:
             self._all_ended = Deferred()
-        if self.workers:
+        if self.workers and first:
             self.log.info(
                 "stopping {count} worker(s): forwarding {signal}",
                 count=len(self.workers),
@@ -363,8 +370,7 @@ class SupervisorService(service.Service):
                     f"{fatal} ({how})" if fatal is not None
                     else f"{how}, {self._start_failures} failed starts in a row"
                 )
-                detail = worker.last_errors[-1] if worker.last_errors else "no error output"
-                self.give_up(f"worker {worker.number} could not start: {reason}: {detail}")
+                self.give_up(f"worker {worker.number} could not start: {reason}: {worker.why()}")
                 return
         self._quick[worker.number] = self._quick.get(worker.number, 0) + 1 if lived < self.quick_death else 0
         delay = self.backoff.delay(self._quick[worker.number]) if self._quick[worker.number] else 0.0
