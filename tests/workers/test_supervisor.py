@@ -149,3 +149,63 @@ async def test_a_child_that_cannot_start_makes_the_parent_exit_78(tmp_path: Any,
     # given up at once, not restarted again and again
     assert output.count("started worker") == 2, output[-3000:]
     assert "restarting it" not in output
+
+
+@pytest.mark.deadline(60)
+async def test_a_second_sigterm_is_forwarded_and_the_children_abort(tmp_path: Any) -> None:
+    async with Workers(tmp_path) as workers:
+        await workers.enqueue(range(4), 120)
+        parent = spawn(
+            # each child holds at most two packages (one running, one waiting):
+            # once all four are taken, each child runs one
+            qbroker(workers.url, "--workers=2", "--concurrency=1", "--prefetch=1", "--drain-timeout=60"),
+            cwd=str(tmp_path),
+            TXQ_TEST_RECORD=str(workers.record),
+        )
+        try:
+            await until(lambda: workers.broker.queue_size().addCallback(lambda n: n == 0), timeout=30, what="all taken")
+        finally:
+            parent.kill("TERM")
+        try:
+            await until(lambda: parent.output.count("draining: waiting") == 2, timeout=20, what="both draining")
+        finally:
+            parent.kill("TERM")
+        await finish(parent, 30)
+        output = parent.output
+        assert "SIGTERM while stopping: forwarding it to 2 worker(s), which abort" in output
+        assert output.count("cancelling 1 running task(s)") == 2, output[-3000:]
+        assert "every worker has stopped" in output
+        # nothing ran to its end, and every package is back in the queue
+        assert recorded(workers.record) == []
+        assert await workers.broker.queue_size() == 4
+
+
+@pytest.mark.deadline(60)
+async def test_two_workers_on_redis_drain_on_sigterm(redis_server: Any, tmp_path: Any) -> None:
+    """``--workers`` composes with another provider: plain Redis, no receipts."""
+    from tests.consumer.test_twistd import Queues
+    from tests.consumer.test_twistd import qbroker as redis_qbroker
+
+    record = tmp_path / "record"
+    async with Queues(redis_server.url) as queues:
+        await queues.enqueue(200, "sample.record", 0.05)
+        parent = spawn(
+            redis_qbroker(queues, "--workers=2", "--concurrency=4", "--stats-interval=0.3"),
+            cwd=str(tmp_path),
+            TXQ_TEST_RECORD=str(record),
+        )
+        try:
+            await until(lambda: len(recorded(record)) >= 40, timeout=30, what="40 tasks run")
+            values = await queues.producer.get_stats(stats_pattern(queues.name))
+            supervisors = {r.get("supervisor") for r in map(decode_record, values) if r is not None}
+            assert supervisors == {parent.transport.pid}  # type: ignore[union-attr]
+        finally:
+            parent.kill("TERM")
+        await finish(parent, 30)
+        done = recorded(record)
+        queued = await queues.producer.queue_size()
+        dead = await queues.dead.queue_size()
+    assert parent.status == 0 or parent.signal == signal.SIGTERM, parent.output[-3000:]
+    assert parent.output.count("stopped consuming") == 2
+    assert len(done) == len(set(done)) and len(done) < 200
+    assert len(done) + queued + dead == 200, (len(done), queued, dead)
