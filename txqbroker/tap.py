@@ -22,7 +22,6 @@ from txqbroker.interfaces import IBroker, ICodec
 from txqbroker.options import BrokerOptions
 from txqbroker.registry import check_options, options_for
 from txqbroker.tasks import load_task_modules, registry
-from txqbroker.workers import parse_workers
 
 __all__ = [
     "Options",
@@ -64,6 +63,13 @@ def _positive_int(name: str) -> Callable[[str], int]:
         return number
 
     return coerce
+
+
+def _workers(value: str) -> int:
+    """``--workers``: a positive integer, or ``auto`` for the number of CPUs."""
+    if value.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return _positive_int("workers (or 'auto')")(value)
 
 
 def _seconds(name: str, allow_zero: bool = False) -> Callable[[str], float]:
@@ -205,7 +211,7 @@ class Options(usage.Options):
             1,
             "Consumer processes to run under one supervising process: a number, "
             "or 'auto' for the number of CPUs.",
-            parse_workers,
+            _workers,
         ],
     ]
 

@@ -70,7 +70,7 @@ def test_twistd_options_need_a_store_for_declared_schedules() -> None:
         options.parseOptions([*base, *extra])
         assert [s.name for s in options["schedules"]] == ["every.tick"]
     assert options["schedule_store"].scheme == "redis"
-    with pytest.raises(UsageError, match="workers must be an integer or 'auto'"):
+    with pytest.raises(UsageError, match=r"workers \(or 'auto'\) must be an integer, not 'many'"):
         Options().parseOptions([*base, "--no-scheduler", "--workers=many"])
     auto = Options()
     auto.parseOptions([*base, "--no-scheduler", "--workers=auto"])

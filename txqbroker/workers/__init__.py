@@ -9,8 +9,7 @@ from txqbroker.workers.supervisor import (
     SUPERVISOR_ENV,
     WORKER_ENV,
     SupervisorService,
-    parse_workers,
     supervisor_pid,
 )
 
-__all__ = ["SupervisorService", "parse_workers", "supervisor_pid", "SUPERVISOR_ENV", "WORKER_ENV"]
+__all__ = ["SupervisorService", "supervisor_pid", "SUPERVISOR_ENV", "WORKER_ENV"]

@@ -37,7 +37,6 @@ from txqbroker.errors import ConfigurationError
 __all__ = [
     "SupervisorService",
     "WorkerProcess",
-    "parse_workers",
     "supervisor_pid",
     "SUPERVISOR_ENV",
     "WORKER_ENV",
@@ -61,23 +60,6 @@ MAX_START_FAILURES = 5
 QUICK_DEATH = 10.0
 #: exit status of the supervisor when its children cannot start
 EXIT_CHILDREN_FAILED = 78
-
-
-def parse_workers(value: str) -> int:
-    """
-    ``--workers``: a positive integer, or ``auto`` for the number of CPUs.
-
-    :raise ValueError: naming what is wrong.
-    """
-    if value.strip().lower() == "auto":
-        return max(1, os.cpu_count() or 1)
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"workers must be an integer or 'auto', not {value!r}") from None
-    if number < 1:
-        raise ValueError(f"workers must be at least 1, not {number}")
-    return number
 
 
 def supervisor_pid(environ: Any = os.environ) -> int | None:
