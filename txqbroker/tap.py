@@ -304,6 +304,10 @@ class Options(usage.Options):
                     "decorate the functions that may run with @txqbroker.tasks.task"
                 )
             _check_schedules(self)
+            if self["workers"] > 1 and self.get("http"):
+                # (the operations endpoint, when present) N children cannot
+                # all listen on one endpoint
+                raise ConfigurationError("--http cannot be combined with --workers yet")
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -75,3 +75,26 @@ def test_twistd_options_need_a_store_for_declared_schedules() -> None:
     auto = Options()
     auto.parseOptions([*base, "--no-scheduler", "--workers=auto"])
     assert auto["workers"] >= 1
+
+
+def test_make_service_runs_a_scheduler_beside_the_consumer_when_there_is_a_store() -> None:
+    from twisted.application.service import IServiceCollection
+
+    from txqbroker.consumer import ConsumerService
+    from txqbroker.schedules.service import SchedulerService
+    from txqbroker.tap import Options, makeService
+
+    def made(*args: str) -> list[Any]:
+        options = Options()
+        options.parseOptions(["--tasks=tests.schedules.every_tasks", *args])
+        service = makeService(options)
+        return list(IServiceCollection(service)) if not isinstance(service, ConsumerService) else [service]
+
+    consumer, scheduler = made("--backend=memory://")
+    assert isinstance(consumer, ConsumerService) and isinstance(scheduler, SchedulerService)
+    assert [s.name for s in scheduler.declared] == ["every.tick"]
+    [alone] = made("--backend=memory://", "--no-scheduler")
+    assert isinstance(alone, ConsumerService)
+    # a broker that stores nothing schedules on the --stats store
+    _, on_stats = made("--backend=disque://127.0.0.1:7711", "--stats=memory://")
+    assert isinstance(on_stats, SchedulerService)
