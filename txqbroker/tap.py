@@ -456,7 +456,11 @@ def _supervisor(options: Options, reactor: Any) -> IService:
     from txqbroker.workers.supervisor import reactor_args
 
     supervisor = SupervisorService(
-        getattr(options, "raw_args", []), options["workers"], reactor, twist_args=reactor_args(reactor)
+        getattr(options, "raw_args", []),
+        options["workers"],
+        reactor,
+        twist_args=reactor_args(reactor),
+        standalone=True,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, supervisor)
     return supervisor

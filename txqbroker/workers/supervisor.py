@@ -191,6 +191,9 @@ class SupervisorService(service.Service):
         deaths of that child.
     :param quick_death: a child living less than this many seconds died
         quickly.
+    :param standalone: the service owns the process (``twistd`` sets this):
+        while stopping, a second SIGTERM or SIGINT is forwarded to the
+        children.
     """
 
     log = Logger()
@@ -205,6 +208,7 @@ class SupervisorService(service.Service):
         python: str = sys.executable,
         backoff: Backoff | None = None,
         quick_death: float = QUICK_DEATH,
+        standalone: bool = False,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -218,6 +222,7 @@ class SupervisorService(service.Service):
         self.python = python
         self.backoff = backoff or Backoff(0.5, 30.0, 2.0)
         self.quick_death = quick_death
+        self.standalone = standalone
         #: the children running now, by number
         self.workers: dict[int, WorkerProcess] = {}
         #: the pids of every child started, in order
@@ -254,7 +259,7 @@ class SupervisorService(service.Service):
             if call.active():
                 call.cancel()
         self._restarts.clear()
-        if first:
+        if first and self.standalone:
             self._catch_second_signal()
         if self._all_ended is None:
             self._all_ended = Deferred()
@@ -283,10 +288,7 @@ class SupervisorService(service.Service):
             self._reactor.callFromThread(self._forward, signum)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
-                signal.signal(signum, forward)
-            except ValueError:
-                pass  # not the main thread (tests): nothing to catch
+            signal.signal(signum, forward)
 
     def _forward(self, signum: int) -> None:
         self.log.warn(
