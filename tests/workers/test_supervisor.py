@@ -209,3 +209,17 @@ async def test_two_workers_on_redis_drain_on_sigterm(redis_server: Any, tmp_path
     assert parent.output.count("stopped consuming") == 2
     assert len(done) == len(set(done)) and len(done) < 200
     assert len(done) + queued + dead == 200, (len(done), queued, dead)
+
+
+@pytest.mark.deadline(60)
+async def test_children_stop_when_the_parent_is_killed(tmp_path: Any) -> None:
+    async with Workers(tmp_path) as workers:
+        parent = spawn(qbroker(workers.url, "--workers=2"), cwd=str(tmp_path))
+        try:
+            parent_pid = parent.transport.pid  # type: ignore[union-attr]
+            pids = await until(lambda: _pids(workers, parent_pid, 2), timeout=30, what="two worker processes")
+        finally:
+            parent.kill("KILL")
+        await finish(parent, 10)
+        # their pipe from the parent closed: each stops as on SIGTERM
+        await until(lambda: not any(alive(pid) for pid in pids), timeout=30, what="the orphans stopped")
