@@ -36,6 +36,7 @@ def consumer(*extra: str) -> list[str]:
 
 
 async def sleep(seconds: float) -> None:
+    """Let time pass: the windows below are what the test is about."""
     from twisted.internet import reactor
 
     await task.deferLater(reactor, seconds, lambda: None)
