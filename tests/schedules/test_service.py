@@ -81,6 +81,7 @@ def test_two_schedulers_enqueue_each_occurrence_once() -> None:
     assert task["func"] == "app.tick" and task["args"] == [1]
     assert task["kwargs"] == {"k": "v", "when": 1010.0}
     assert task["id"] == occurrence_task_id(QUEUE, "tick", 1010.0)
+    assert task["meta"] == {"group": "tick", "schedule": "tick", "scheduled": 1010.0}
     # both took part
     assert one.enqueued and two.enqueued
     assert sorted(one.enqueued + two.enqueued) == [("tick", t) for t in fleet.scheduled()]

@@ -261,7 +261,7 @@ class SchedulerService(service.Service):
             kwargs,
             enqueued=self._clock.seconds(),
             task_id=task_id,
-            meta={"schedule": schedule.name, "scheduled": occurrence},
+            meta={"group": schedule.name, "schedule": schedule.name, "scheduled": occurrence},
         )
         package = codec.encode(task)
         for attempt in range(1, ENQUEUE_ATTEMPTS + 1):
