@@ -69,8 +69,8 @@ async def test_every_second_exactly_once_across_processes_and_after_an_outage(tm
     window = [r for r in first if start <= r[1] < end]
     assert 9 <= len(window) <= 11, window
     scheduled = [r[0] for r in first]
-    assert len(scheduled) == len(set(scheduled)), "an occurrence ran twice"
-    assert len({int(r[1]) for r in window}) == len(window), "two runs in the same second"
+    assert len(scheduled) == len(set(scheduled)), ("an occurrence ran twice", first)
+    assert len({int(r[1]) for r in window}) == len(window), ("two runs in the same second", window)
     assert {r[2] for r in first} <= pids
     last = max(scheduled)
 
@@ -85,7 +85,7 @@ async def test_every_second_exactly_once_across_processes_and_after_an_outage(tm
     finally:
         await stop([workers])
     after = sorted(r[0] for r in runs(record) if r[0] > last)
-    assert len(after) == len(set(after)), "an occurrence ran twice"
+    assert len(after) == len(set(after)), ("an occurrence ran twice", after)
     # no burst: of the 5+ s the fleet was down, only the latest occurrence ran
     # (once, late), then every second again
     assert after[0] >= last + 5, (last, after)
