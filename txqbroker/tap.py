@@ -443,7 +443,7 @@ def _scheduler(options: Options, reactor: Any) -> IService | None:
     return SchedulerService(
         lambda: connect(broker, reactor),
         lambda queue: connect_store(store, reactor, queue),
-        lambda queue: _make_codec(options["codec"], options["secrets"], queue, options["max-age"]),
+        lambda queue: _make_codec(options["codec"], options["secrets"], options.get("salt") or queue, options["max-age"]),
         options["schedules"],
         clock=reactor,
         timeout=broker.timeout + 1.0,

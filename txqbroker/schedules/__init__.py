@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: the broker URL schemes whose backend can hold schedules
-STORE_SCHEMES = ("redis", "rediss", "unix", "redis+unix", "sqlite", "memory")
+STORE_SCHEMES = ("redis", "rediss", "unix", "redis+unix", "redis+sentinel", "sqlite", "memory")
 
 
 def store_options(*candidates: BrokerOptions | None) -> BrokerOptions | None:
