@@ -435,6 +435,9 @@ def _scheduler(options: Options, reactor: Any) -> IService | None:
     store: BrokerOptions | None = options.get("schedule_store")
     if store is None or options.get("no-scheduler"):
         return None
+    if store.scheme == "memory" and not options["schedules"]:
+        # no other process can add schedules to this process's memory
+        return None
     from txqbroker.registry import connect
     from txqbroker.schedules import connect_store
     from txqbroker.schedules.service import SchedulerService

@@ -98,7 +98,7 @@ def test_only_tasks_defined_in_the_tasks_modules_run() -> None:
 
 
 def test_make_service() -> None:
-    service = makeService(parse("--backend=memory://", "--queue=jobs", "--no-scheduler"))
+    service = makeService(parse("--backend=memory://", "--queue=jobs"))
     assert isinstance(service, ConsumerService)
     assert service.queue == "jobs" and "sample.record" in service.registry
 
@@ -106,7 +106,7 @@ def test_make_service() -> None:
 def test_make_service_with_a_result_store() -> None:
     from twisted.application.service import IServiceCollection
 
-    parent = makeService(parse("--backend=memory://", "--results=memory://", "--no-scheduler"))
+    parent = makeService(parse("--backend=memory://", "--results=memory://"))
     [results, consumer] = list(IServiceCollection(parent))
     assert isinstance(consumer, ConsumerService)
     # the consumer is stopped (and saves its last outcomes) before the store

@@ -95,6 +95,10 @@ def test_make_service_runs_a_scheduler_beside_the_consumer_when_there_is_a_store
     assert [s.name for s in scheduler.declared] == ["every.tick"]
     [alone] = made("--backend=memory://", "--no-scheduler")
     assert isinstance(alone, ConsumerService)
+    # schedules in memory come from code only: nothing to schedule without
+    options = Options()
+    options.parseOptions(["--tasks=tests.consumer.sample_tasks", "--backend=memory://"])
+    assert isinstance(makeService(options), ConsumerService)
     # a broker that stores nothing schedules on the --stats store
     _, on_stats = made("--backend=disque://127.0.0.1:7711", "--stats=memory://")
     assert isinstance(on_stats, SchedulerService)
