@@ -24,6 +24,7 @@ setup(
         # txqbroker monitor, /metrics (issue 13)
         "rich>=13",
         "prometheus_client>=0.17",
+        "croniter>=2.0",
     ],
     extras_require={
         "hiredis": ["hiredis"],
@@ -38,7 +39,7 @@ setup(
             "django-q2",
             "iron-mq",
         ],
-        "dev": ["mypy", "mypy-zope", "sphinx"],
+        "dev": ["mypy", "mypy-zope", "sphinx", "types-croniter"],
     },
     entry_points={"console_scripts": ["txqbroker = txqbroker.cli:main"]},
     classifiers=[

@@ -11,6 +11,9 @@ operators.
     txqbroker -b redis -q jobs consumers [--json]
     txqbroker -b redis -q jobs monitor [--once]
     txqbroker -b redis -q jobs failed list | show ID | retry ID... | purge ID...
+    txqbroker -b redis -q jobs schedules list [--json]
+    txqbroker -b redis -q jobs schedules add nightly app.report '"daily"' --cron "0 3 * * *"
+    txqbroker -b redis -q jobs schedules remove nightly
 
 Results go to standard output; errors to standard error, with exit status 1
 (2 for a bad command line).
@@ -85,7 +88,55 @@ def parser() -> argparse.ArgumentParser:
 
     add_info_arguments(info)
     add_parsers(commands)
+    _schedules_parser(commands)
     return p
+
+
+def _schedules_parser(commands: Any) -> None:
+    """``txqbroker schedules list|add|remove``."""
+    schedules = commands.add_parser("schedules", help="list, add or remove the queue's schedules")
+    schedules.add_argument(
+        "--stats", default=None, metavar="URL",
+        help="the store holding the schedules, for brokers that store nothing (as twistd qbroker --stats)",
+    )
+    actions = schedules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every schedule, with its last and next run")
+    listing.add_argument("--json", action="store_true", help="one JSON record per line")
+    add = actions.add_parser("add", help="add (or replace) a schedule")
+    add.add_argument("name", help="the schedule's name (unique per queue)")
+    add.add_argument("func", help="the registered task name")
+    add.add_argument("args", nargs="*", type=_argument, help="arguments (JSON, else strings)")
+    add.add_argument("--kwargs", type=json.loads, default={}, help="keyword arguments as a JSON object")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=float, help="run every this many seconds")
+    when.add_argument("--cron", help='a cron expression, e.g. "*/5 * * * *"')
+    when.add_argument("--at", type=_time, help="run once, at this time (ISO 8601, UTC unless it says; or Unix time)")
+    add.add_argument("--start", type=_time, default=None, help="no run before this time; the anchor of --every")
+    add.add_argument("--tz", default="UTC", help="the time zone of --cron (default: UTC)")
+    add.add_argument(
+        "--missed", choices=("once", "skip"), default="once",
+        help="after an outage, run the latest missed occurrence once, or skip it (default: once)",
+    )
+    add.add_argument("--intended-kwarg", default=None, help="pass the scheduled time under this keyword")
+    remove = actions.add_parser("remove", help="remove a schedule")
+    remove.add_argument("name", help="the schedule's name")
+
+
+def _time(text: str) -> float:
+    """A time: Unix seconds, or ISO 8601 (UTC when no offset is given)."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (ISO 8601 or Unix seconds): {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 class _Failed(Exception):
@@ -148,6 +199,10 @@ async def _command(reactor: Any, args: argparse.Namespace, broker: Any) -> int:
         print(f"purged {broker.name}")
     elif args.command == "consumers":
         return await _consumers(args, broker, limit)
+    elif args.command == "schedules":
+        from txqbroker.schedules.cli import schedules_command
+
+        return await schedules_command(reactor, args, broker, limit)
     return 0
 
 
@@ -199,13 +254,20 @@ async def _consumers(args: argparse.Namespace, broker: Any, limit: Any) -> int:
     if not found:
         print(f"no consumers of {name}")
         return 0
-    print(f"{'consumer':<32} {'state':<12} {'processed':>9} {'failed':>7} {'running':>7} {'uptime':>9}")
+    print(f"{'consumer':<32} {'state':<12} {'processed':>9} {'failed':>7} {'running':>7} {'uptime':>9}  supervisor")
     for r in found:
         print(
             f"{r['id']:<32} {r['state']:<12} {r['processed']:>9} {r['failed']:>7} "
-            f"{r['in_flight']:>7} {r['uptime']:>8.0f}s"
+            f"{r['in_flight']:>7} {r['uptime']:>8.0f}s  {_supervised(r)}"
         )
     return 0
+
+
+def _supervised(record: dict[str, Any]) -> str:
+    """``worker 2 of pid 4242`` for a worker process of ``--workers``, else ``-``."""
+    if record.get("supervisor") is None:
+        return "-"
+    return f"worker {record.get('worker', '?')} of pid {record['supervisor']}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
