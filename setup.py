@@ -21,6 +21,10 @@ setup(
         "txredisapi>=1.4.10",
         "zope.interface>=6",
         "treq>=24.9",
+        # txqbroker monitor, /metrics (issue 13)
+        "rich>=13",
+        "prometheus_client>=0.17",
+        "croniter>=2.0",
     ],
     extras_require={
         "hiredis": ["hiredis"],
@@ -35,7 +39,7 @@ setup(
             "django-q2",
             "iron-mq",
         ],
-        "dev": ["mypy", "mypy-zope", "sphinx"],
+        "dev": ["mypy", "mypy-zope", "sphinx", "types-croniter"],
     },
     entry_points={"console_scripts": ["txqbroker = txqbroker.cli:main"]},
     classifiers=[

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -51,6 +52,8 @@ class RedisServer:
     password: str | None = None
     proc: "subprocess.Popen[bytes] | None" = None
     unix_socket: str | None = None
+    #: more redis-server arguments
+    extra: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -75,11 +78,13 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen server cannot terminate
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
@@ -89,8 +94,10 @@ class RedisServer:
         self.start()
 
 
-def start_redis(password: str | None = None) -> RedisServer:
-    server = RedisServer(port=free_port(), directory=tempfile.mkdtemp(prefix="txq-redis-"), password=password)
+def start_redis(password: str | None = None, extra: tuple[str, ...] = ()) -> RedisServer:
+    server = RedisServer(
+        port=free_port(), directory=tempfile.mkdtemp(prefix="txq-redis-"), password=password, extra=extra
+    )
     server.start()
     return server
 

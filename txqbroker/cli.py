@@ -9,6 +9,11 @@ operators.
     txqbroker -b redis -q jobs size [--failed]
     txqbroker -b redis -q jobs info | ping | purge --yes [--failed]
     txqbroker -b redis -q jobs consumers [--json]
+    txqbroker -b redis -q jobs monitor [--once]
+    txqbroker -b redis -q jobs failed list | show ID | retry ID... | purge ID...
+    txqbroker -b redis -q jobs schedules list [--json]
+    txqbroker -b redis -q jobs schedules add nightly app.report '"daily"' --cron "0 3 * * *"
+    txqbroker -b redis -q jobs schedules remove nightly
 
 Results go to standard output; errors to standard error, with exit status 1
 (2 for a bad command line).
@@ -57,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--secret-file", default=None, help="a file holding the signing secret(s), newest first")
     p.add_argument("--salt", default=None, help="the signing salt (default: the queue name)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up (default: %(default)s)")
+    p.add_argument(
+        "--stats", default=None, help="a broker URL where the consumers publish stats (default: the broker itself)"
+    )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enqueue = commands.add_parser("enqueue", help="enqueue a task")
@@ -69,14 +77,66 @@ def parser() -> argparse.ArgumentParser:
 
     size = commands.add_parser("size", help="how many packages wait in the queue")
     size.add_argument("--failed", action="store_true", help="the dead-letter queue instead")
-    commands.add_parser("info", help="the broker server's name and version")
+    info = commands.add_parser("info", help="the broker server, the queue's sizes and its consumers")
     commands.add_parser("ping", help="exit 0 when the broker answers, 1 when not")
     purge = commands.add_parser("purge", help="remove every package from the queue")
     purge.add_argument("--failed", action="store_true", help="the dead-letter queue instead")
     purge.add_argument("--yes", action="store_true", required=True, help="yes, really")
     consumers = commands.add_parser("consumers", help="the running consumers, from their stats")
     consumers.add_argument("--json", action="store_true", help="one JSON record per line")
+    from txqbroker.ops.commands import add_info_arguments, add_parsers
+
+    add_info_arguments(info)
+    add_parsers(commands)
+    _schedules_parser(commands)
     return p
+
+
+def _schedules_parser(commands: Any) -> None:
+    """``txqbroker schedules list|add|remove``."""
+    schedules = commands.add_parser("schedules", help="list, add or remove the queue's schedules")
+    schedules.add_argument(
+        "--stats", default=None, metavar="URL",
+        help="the store holding the schedules, for brokers that store nothing (as twistd qbroker --stats)",
+    )
+    actions = schedules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every schedule, with its last and next run")
+    listing.add_argument("--json", action="store_true", help="one JSON record per line")
+    add = actions.add_parser("add", help="add (or replace) a schedule")
+    add.add_argument("name", help="the schedule's name (unique per queue)")
+    add.add_argument("func", help="the registered task name")
+    add.add_argument("args", nargs="*", type=_argument, help="arguments (JSON, else strings)")
+    add.add_argument("--kwargs", type=json.loads, default={}, help="keyword arguments as a JSON object")
+    when = add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=float, help="run every this many seconds")
+    when.add_argument("--cron", help='a cron expression, e.g. "*/5 * * * *"')
+    when.add_argument("--at", type=_time, help="run once, at this time (ISO 8601, UTC unless it says; or Unix time)")
+    add.add_argument("--start", type=_time, default=None, help="no run before this time; the anchor of --every")
+    add.add_argument("--tz", default="UTC", help="the time zone of --cron (default: UTC)")
+    add.add_argument(
+        "--missed", choices=("once", "skip"), default="once",
+        help="after an outage, run the latest missed occurrence once, or skip it (default: once)",
+    )
+    add.add_argument("--intended-kwarg", default=None, help="pass the scheduled time under this keyword")
+    remove = actions.add_parser("remove", help="remove a schedule")
+    remove.add_argument("name", help="the schedule's name")
+
+
+def _time(text: str) -> float:
+    """A time: Unix seconds, or ISO 8601 (UTC when no offset is given)."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (ISO 8601 or Unix seconds): {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 class _Failed(Exception):
@@ -102,6 +162,17 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
         options = options.with_options(name=dead_letter_name(options.name))
     broker = await bounded(connect(options, reactor), args.timeout, reactor, "connecting")
     try:
+        from txqbroker.ops.commands import OPS_COMMANDS, run_ops_command
+
+        if args.command in OPS_COMMANDS:
+            return await run_ops_command(
+                reactor,
+                args,
+                broker,
+                lambda: connect(options.with_options(name=dead_letter_name(broker.name)), reactor),
+                lambda d, what: bounded(d, args.timeout, reactor, what),
+                (lambda: connect(backend_options(args.stats, {}), reactor)) if args.stats else None,
+            )
         return await _command(reactor, args, broker)
     finally:
         await bounded(broker.disconnect(), args.timeout, reactor, "disconnecting")
@@ -128,6 +199,10 @@ async def _command(reactor: Any, args: argparse.Namespace, broker: Any) -> int:
         print(f"purged {broker.name}")
     elif args.command == "consumers":
         return await _consumers(args, broker, limit)
+    elif args.command == "schedules":
+        from txqbroker.schedules.cli import schedules_command
+
+        return await schedules_command(reactor, args, broker, limit)
     return 0
 
 
@@ -179,13 +254,20 @@ async def _consumers(args: argparse.Namespace, broker: Any, limit: Any) -> int:
     if not found:
         print(f"no consumers of {name}")
         return 0
-    print(f"{'consumer':<32} {'state':<12} {'processed':>9} {'failed':>7} {'running':>7} {'uptime':>9}")
+    print(f"{'consumer':<32} {'state':<12} {'processed':>9} {'failed':>7} {'running':>7} {'uptime':>9}  supervisor")
     for r in found:
         print(
             f"{r['id']:<32} {r['state']:<12} {r['processed']:>9} {r['failed']:>7} "
-            f"{r['in_flight']:>7} {r['uptime']:>8.0f}s"
+            f"{r['in_flight']:>7} {r['uptime']:>8.0f}s  {_supervised(r)}"
         )
     return 0
+
+
+def _supervised(record: dict[str, Any]) -> str:
+    """``worker 2 of pid 4242`` for a worker process of ``--workers``, else ``-``."""
+    if record.get("supervisor") is None:
+        return "-"
+    return f"worker {record.get('worker', '?')} of pid {record['supervisor']}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -193,11 +275,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     from twisted.internet import task
 
+    from txqbroker.ops.commands import CommandFailed
+
     def run(reactor: Any) -> "Deferred[None]":
         async def guarded() -> None:
             try:
                 status = await _run(reactor, args)
-            except (BrokerError, _Failed) as e:
+            except (BrokerError, _Failed, CommandFailed) as e:
                 print(f"txqbroker: error: {e}", file=sys.stderr)
                 raise SystemExit(1)
             raise SystemExit(status)

@@ -103,6 +103,7 @@ async def _run(reactor: Any, count: int, directory: str, concurrency: int) -> in
         f"--concurrency={concurrency}", "--stats-interval=0.2", "--summary-interval=1",
     ]
     print("starting the consumer:", " ".join(command[1:]))
+    print(f"watch it from another terminal: .venv/bin/txqbroker -b '{url}?name=demo' monitor")
     consumer = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     status = 1
     try:

@@ -265,7 +265,7 @@ def _mask(url: str) -> str:
     return f"{scheme}://{masked}@{hosts}{slash}{tail}"
 
 
-_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_PASSWORD_PARAMETER = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*", re.IGNORECASE)
 
 
 def parse_url(url: str, **options: Any) -> BrokerOptions:

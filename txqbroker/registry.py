@@ -39,6 +39,7 @@ _BUILTIN: dict[str, str] = {
     "rediss": "txqbroker.redis.provider:provider",
     "unix": "txqbroker.redis.provider:provider",
     "redis+unix": "txqbroker.redis.provider:provider",
+    "redis+sentinel": "txqbroker.redis.provider:provider",
     "memory": "txqbroker.memory:provider",
     "sqlite": "txqbroker.sqlite.provider:provider",
     "disque": "txqbroker.disque.provider:provider",

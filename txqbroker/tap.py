@@ -65,6 +65,13 @@ def _positive_int(name: str) -> Callable[[str], int]:
     return coerce
 
 
+def _workers(value: str) -> int:
+    """``--workers``: a positive integer, or ``auto`` for the number of CPUs."""
+    if value.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return _positive_int("workers (or 'auto')")(value)
+
+
 def _seconds(name: str, allow_zero: bool = False) -> Callable[[str], float]:
     def coerce(value: str) -> float:
         try:
@@ -198,11 +205,32 @@ class Options(usage.Options):
             "Seconds between summary log lines (0: none).",
             _seconds("summary-interval", allow_zero=True),
         ],
+        [
+            "http",
+            None,
+            None,
+            "Serve /health/live, /health/ready, /metrics and a status page on this "
+            "Twisted endpoint, e.g. tcp:8080:interface=127.0.0.1 (default: none).",
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Consumer processes to run under one supervising process: a number, "
+            "or 'auto' for the number of CPUs.",
+            _workers,
+        ],
     ]
 
     optFlags = [
+        ["no-scheduler", None, "Do not run the scheduler (schedules run on the other consumers)."],
         ["log-tasks", None, "Log every task that succeeded at info level (default: debug; the summary stays)."],
     ]
+
+    def parseOptions(self, options: Any = None) -> None:
+        # the command line as given, for the worker processes of --workers
+        self.raw_args = list(options) if options is not None else []
+        super().parseOptions(options)
 
     def __init__(self) -> None:
         super().__init__()
@@ -271,6 +299,10 @@ class Options(usage.Options):
                 _check_results_url(self["results"])
             if self["salt"] is not None and not self["salt"]:
                 raise ConfigurationError("--salt must not be empty (leave it out for the queue name)")
+            if self["http"] is not None:
+                from txqbroker.ops.service import check_endpoint
+
+                check_endpoint(self["http"])
             self["secrets"] = read_secrets(self["secrets"], self["secret-file"])
             if self["salt"] and not self["secrets"] and self["codec"] == "json":
                 raise ConfigurationError("--salt signs packages: give a secret too (or leave --salt out)")
@@ -284,8 +316,31 @@ class Options(usage.Options):
                     f"no task is registered in {', '.join(self['tasks'])}: "
                     "decorate the functions that may run with @txqbroker.tasks.task"
                 )
+            _check_schedules(self)
+            if self["workers"] > 1 and self.get("http"):
+                # (the operations endpoint, when present) N children cannot
+                # all listen on one endpoint
+                raise ConfigurationError("--http cannot be combined with --workers yet")
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+
+
+def _check_schedules(options: Options) -> None:
+    """
+    Where this consumer's scheduler keeps its schedules: the broker's
+    backend, else the ``--stats`` store; an error when tasks declare
+    schedules and neither can hold them.
+    """
+    from txqbroker.schedules import STORE_SCHEMES, declared, store_options
+
+    options["schedules"] = declared(options["registry"])
+    options["schedule_store"] = store_options(options["broker"], options["stats_broker"])
+    if options["schedule_store"] is None and options["schedules"] and not options["no-scheduler"]:
+        raise ConfigurationError(
+            f"tasks declare schedules ({', '.join(s.name for s in options['schedules'])}) but the "
+            f"{options['broker'].scheme} broker cannot hold them: give --stats with a store "
+            f"({', '.join(STORE_SCHEMES)}), or --no-scheduler"
+        )
 
 
 def _check_results_url(url: str) -> None:
@@ -305,7 +360,7 @@ def _make_codec(kind: str, secrets: list[str], queue: str, max_age: float | None
     return make_codec(kind, secrets, queue, max_age=max_age)
 
 
-def _exit_status(service: ConsumerService) -> None:
+def _exit_status(service: Any) -> None:
     """
     Once the reactor has stopped: when the broker refused its configuration
     (the service then stopped the reactor itself), make the process exit
@@ -351,6 +406,9 @@ def makeService(options: Options) -> IService:
 
     from txqbroker.registry import connect
 
+    if options["workers"] > 1:
+        return _supervisor(options, reactor)
+
     broker: BrokerOptions = options["broker"]
     stats_options: BrokerOptions | None = options["stats_broker"]
     # thread=True tasks run in the reactor's pool: let them all run at once
@@ -383,11 +441,76 @@ def makeService(options: Options) -> IService:
         result_store=results,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
+    _as_worker(service, reactor)
     _log_from_info(service)
-    if results is None:
-        return service
-    # the consumer stops (and saves its last outcomes) before the store closes
-    parent = MultiService()
-    results.setServiceParent(parent)
-    service.setServiceParent(parent)
-    return parent
+    scheduler = _scheduler(options, reactor)
+    top: IService = service
+    if results is not None or scheduler is not None:
+        # the consumer stops (and saves its last outcomes) before the store closes
+        parent = MultiService()
+        if results is not None:
+            results.setServiceParent(parent)
+        service.setServiceParent(parent)
+        if scheduler is not None:
+            scheduler.setServiceParent(parent)
+        top = parent
+    from txqbroker.ops.service import with_http
+
+    return with_http(options.get("http"), service, top, reactor)
+
+
+def _scheduler(options: Options, reactor: Any) -> IService | None:
+    """The scheduler beside the consumer, when there is a store for it."""
+    store: BrokerOptions | None = options.get("schedule_store")
+    if store is None or options.get("no-scheduler"):
+        return None
+    if store.scheme == "memory" and not options["schedules"]:
+        # no other process can add schedules to this process's memory
+        return None
+    from txqbroker.registry import connect
+    from txqbroker.schedules import connect_store
+    from txqbroker.schedules.service import SchedulerService
+
+    broker: BrokerOptions = options["broker"]
+    return SchedulerService(
+        lambda: connect(broker, reactor),
+        lambda queue: connect_store(store, reactor, queue),
+        lambda queue: _make_codec(options["codec"], options["secrets"], options.get("salt") or queue, options["max-age"]),
+        options["schedules"],
+        clock=reactor,
+        timeout=broker.timeout + 1.0,
+    )
+
+
+def _supervisor(options: Options, reactor: Any) -> IService:
+    """``--workers N``: the parent supervising N consumer processes."""
+    from txqbroker.workers import SupervisorService
+    from txqbroker.workers.supervisor import reactor_args
+
+    supervisor = SupervisorService(
+        getattr(options, "raw_args", []),
+        options["workers"],
+        reactor,
+        twist_args=reactor_args(reactor),
+        standalone=True,
+    )
+    reactor.addSystemEventTrigger("after", "shutdown", _exit_status, supervisor)
+    return supervisor
+
+
+def _as_worker(service: ConsumerService, reactor: Any) -> None:
+    """
+    In a worker process of ``--workers``: add the supervisor's pid and the
+    worker's number to the stats record (fields ``supervisor`` and
+    ``worker``), and tell the supervisor once the consumer consumes.
+    """
+    from txqbroker.workers import WORKER_ENV, supervisor_pid
+    from txqbroker.workers.supervisor import announce_ready
+
+    parent = supervisor_pid()
+    if parent is None:
+        return
+    number = int(os.environ.get(WORKER_ENV, "0") or 0)
+    extra = service.monitor._extra
+    service.monitor._extra = lambda: {**extra(), "supervisor": parent, "worker": number}
+    announce_ready(lambda: service.stats.state == "running", reactor, number)

@@ -17,6 +17,14 @@ the service starts, and their decorators fill the registry::
     def resize(image_id, size=128):
         ...  # blocking work: runs in the reactor's thread pool
 
+    @task(every=30)                     # enqueued every 30 s (see Schedules)
+    def heartbeat():
+        ...
+
+    @task(cron="*/5 * * * *", args=["daily"], kwargs={"full": True})
+    def report(kind, full=False):
+        ...
+
 A function may return a plain value, a :class:`~twisted.internet.defer.Deferred`
 or a coroutine (``async def``).  ``thread=True`` runs a blocking function in
 the thread pool; such a function must not touch the reactor.
@@ -27,13 +35,14 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, TypeVar, overload
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar, overload
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from txqbroker.errors import BrokerError, ConfigurationError
+from txqbroker.schedules.model import Schedule
 
 __all__ = [
     "RegisteredTask",
@@ -63,6 +72,8 @@ class RegisteredTask:
     :ivar max_attempts: runs before the package is dead-lettered, or ``None``
         for the consumer's default.
     :ivar thread: run in the thread pool (for blocking functions).
+    :ivar schedules: when the task is enqueued by the scheduler (declared
+        with ``every=`` or ``cron=``), if ever.
     """
 
     name: str
@@ -70,6 +81,7 @@ class RegisteredTask:
     timeout: float | None = None
     max_attempts: int | None = None
     thread: bool = False
+    schedules: tuple[Schedule, ...] = ()
 
     def run(
         self,
@@ -126,10 +138,13 @@ class TaskRegistry:
         timeout: float | None = None,
         max_attempts: int | None = None,
         thread: bool = False,
+        schedules: Sequence[Schedule] = (),
     ) -> RegisteredTask:
         """
         Allow ``func`` to run under ``name`` (``module.qualname`` by default).
 
+        :param schedules: when the scheduler enqueues it (see
+            :mod:`txqbroker.schedules`).
         :raise ConfigurationError: when a value is invalid or the name is
             taken by another function.
         """
@@ -143,7 +158,7 @@ class TaskRegistry:
         _check_positive("max_attempts", max_attempts, int)
         if thread and inspect.iscoroutinefunction(func):
             raise ConfigurationError(f"{name}: an async function cannot run in a thread")
-        entry = RegisteredTask(name, func, timeout, max_attempts, bool(thread))
+        entry = RegisteredTask(name, func, timeout, max_attempts, bool(thread), tuple(schedules))
         existing = self._tasks.get(name)
         if existing is not None and existing.func is not func:
             raise ConfigurationError(
@@ -207,6 +222,13 @@ class TaskRegistry:
         timeout: float | None = None,
         max_attempts: int | None = None,
         thread: bool = False,
+        every: float | None = None,
+        cron: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "once",
+        tz: str = "UTC",
+        intended_kwarg: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -217,15 +239,48 @@ class TaskRegistry:
         timeout: float | None = None,
         max_attempts: int | None = None,
         thread: bool = False,
+        every: float | None = None,
+        cron: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "once",
+        tz: str = "UTC",
+        intended_kwarg: str | None = None,
     ) -> Any:
         """
         A decorator registering a function, bare (``@registry.task``) or with
         options (``@registry.task(name=..., timeout=..., max_attempts=...,
         thread=...)``).  The function is returned unchanged.
+
+        ``every=`` (seconds) or ``cron=`` (a cron expression) also schedule
+        it, under the task's name, with ``args``, ``kwargs``, ``missed``,
+        ``tz`` and ``intended_kwarg`` as in
+        :class:`~txqbroker.schedules.Schedule`.
+
+        :raise ConfigurationError: for an invalid value.
         """
+        if every is None and cron is None and (args or kwargs or intended_kwarg):
+            raise ConfigurationError("args, kwargs and intended_kwarg of @task need every= or cron=")
 
         def decorate(f: F) -> F:
-            self.register(f, name, timeout, max_attempts, thread)
+            task_name = name if name is not None else f"{f.__module__}.{f.__qualname__}"
+            schedules: tuple[Schedule, ...] = ()
+            if every is not None or cron is not None:
+                schedules = (
+                    Schedule(
+                        task_name,
+                        task_name,
+                        tuple(args),
+                        dict(kwargs or {}),
+                        every=every,
+                        cron=cron,
+                        tz=tz,
+                        missed=missed,
+                        intended_kwarg=intended_kwarg,
+                        source="code",
+                    ),
+                )
+            self.register(f, name, timeout, max_attempts, thread, schedules)
             return f
 
         if func is not None:

@@ -6,8 +6,10 @@ package") says the same, line by line.
 
 from __future__ import annotations
 
+import ast
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,7 @@ from txqbroker.consumer.settlement import (
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable, ConfigurationError
 from txqbroker.memory import MemoryBroker
 from txqbroker.redis.broker import RedisBroker
+from txqbroker.redis.receipts import RedisReceiptBroker
 from txqbroker.sqlite.broker import SQLiteBroker
 
 A = Action
@@ -32,6 +35,7 @@ A = Action
 MEMORY = MemoryBroker.capabilities
 SQLITE = SQLiteBroker.capabilities
 REDIS = RedisBroker.capabilities
+REDIS_RECEIPTS = RedisReceiptBroker.capabilities
 RECEIPTS_DELAY = Capabilities(receipts=True, delay=True, release=True, delivery_counts=True)  # Disque, SQS, IronMQ
 SQS_FIFO = Capabilities(receipts=True, delay=False, release=True, delivery_counts=True)
 NO_RELEASE = Capabilities(receipts=True, delay=False, release=False, delivery_counts=True)
@@ -43,6 +47,9 @@ TABLE = {
     "memory": (MEMORY, A.ACKNOWLEDGE, A.RELEASE_WITH_BACKOFF, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "sqlite": (SQLITE, A.ACKNOWLEDGE, A.REENQUEUE, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "redis": (REDIS, A.ACKNOWLEDGE, A.REENQUEUE, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_ENQUEUE),
+    "redis-receipts": (
+        REDIS_RECEIPTS, A.ACKNOWLEDGE, A.RELEASE_WITH_BACKOFF, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE,
+    ),
     "disque/sqs/ironmq": (RECEIPTS_DELAY, A.ACKNOWLEDGE, A.REENQUEUE, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "sqs-fifo": (SQS_FIFO, A.ACKNOWLEDGE, A.RELEASE_WITH_BACKOFF, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_RELEASE),
     "no-release": (NO_RELEASE, A.ACKNOWLEDGE, A.WAIT_FOR_RETRY, A.DEAD_LETTER, A.REJECT, A.HAND_BACK_WAIT),
@@ -119,3 +126,17 @@ def test_unstorable_outcome_bounds_the_repr_and_survives_a_broken_repr() -> None
     assert len(huge["result"]["repr"]) == REPR_LIMIT + 3
     broken = unstorable_outcome({"result": Broken()}, TypeError("x"))
     assert broken["result"]["repr"] == "<repr failed: RuntimeError>"
+
+
+def test_the_policy_knows_nothing_of_twisted_services_or_brokers() -> None:
+    """Its module imports only the standard library, Capabilities and the errors."""
+    import txqbroker.consumer.settlement as settlement
+
+    tree = ast.parse(Path(settlement.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported == {"__future__", "enum", "typing", "txqbroker.capabilities", "txqbroker.errors"}

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 #: every provider the conformance suite runs against
-PROVIDERS = ["memory", "redis", "sqlite", "disque", "sqs", "ironmq"]
+PROVIDERS = ["memory", "redis", "redis_receipts", "sqlite", "disque", "sqs", "ironmq"]
 
 _counter = itertools.count(1)
 

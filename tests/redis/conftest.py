@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
+import pytest_twisted
 
 from tests.servers import RedisServer, free_port, start_redis, wait_for_port
 
@@ -30,10 +31,38 @@ def redis_py(redis_server: RedisServer) -> Iterator[Any]:
     client.close()
 
 
+@pytest_twisted.async_yield_fixture()
+async def make(redis_server: RedisServer) -> Any:
+    """Connects brokers to the session's server (each on a queue of its own) and closes them."""
+    import txqbroker
+    from tests.harnesses import unique_name
+
+    made: list[Any] = []
+
+    async def make(**options: Any) -> Any:
+        options.setdefault("name", unique_name())
+        broker = await txqbroker.connect(redis_server.url, **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        await broker.disconnect()
+
+
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own (e.g. to restart it)."""
     server = start_redis()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def debug_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own that accepts ``DEBUG SLEEP`` (to stall it)."""
+    server = start_redis(extra=("--enable-debug-command", "local"))
     yield server
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)

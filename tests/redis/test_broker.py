@@ -9,31 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
 import txqbroker
 from tests.harnesses import unique_name
 from tests.redis.helpers import command_calls, eventually
-from tests.servers import RedisServer
 from txqbroker.errors import BrokerUnavailable
 from txqbroker.interfaces import IBroker
 from txqbroker.redis import RedisBroker
-
-
-@pytest_twisted.async_yield_fixture()
-async def make(redis_server: RedisServer) -> Any:
-    made: list[Any] = []
-
-    async def make(**options: Any) -> Any:
-        broker = await txqbroker.connect(redis_server.url, name=unique_name(), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        await broker.disconnect()
 
 
 async def pause(seconds: float) -> None:
@@ -65,14 +49,42 @@ async def test_receipt_operations_are_harmless_no_ops(make: Any) -> None:
     assert await broker.queue_size() == 1
 
 
-async def test_bulk_takes_the_rest_with_one_lpop(make: Any, redis_py: Any) -> None:
+async def test_bulk_is_one_blmpop(make: Any, redis_py: Any) -> None:
     broker = await make(bulk=3)
     for i in range(5):
         await broker.enqueue(b"p%d" % i)
-    before = command_calls(redis_py, "LPOP")
+    before = command_calls(redis_py, "BLMPOP"), command_calls(redis_py, "LPOP")
     assert await broker.dequeue() == [(None, b"p0"), (None, b"p1"), (None, b"p2")]
     assert await broker.dequeue() == [(None, b"p3"), (None, b"p4")]
-    assert command_calls(redis_py, "LPOP") == before + 2
+    # one round trip per batch
+    assert (command_calls(redis_py, "BLMPOP"), command_calls(redis_py, "LPOP")) == (before[0] + 2, before[1])
+
+
+async def test_bulk_without_blmpop_takes_the_rest_with_one_lpop() -> None:
+    """A server without BLMPOP (before Redis 7): BLPOP, then one LPOP."""
+    import shutil
+
+    import redis
+
+    from tests.servers import start_redis
+
+    server = start_redis(extra=("--rename-command", "BLMPOP", "blmpop-renamed"))
+    client = redis.Redis(port=server.port)
+    try:
+        broker = await txqbroker.connect(server.url, name=unique_name(), bulk=3)
+        try:
+            for i in range(5):
+                await broker.enqueue(b"p%d" % i)
+            assert await broker.dequeue() == [(None, b"p0"), (None, b"p1"), (None, b"p2")]
+            before = command_calls(client, "LPOP")
+            assert await broker.dequeue() == [(None, b"p3"), (None, b"p4")]
+            assert command_calls(client, "LPOP") == before + 1
+        finally:
+            await broker.disconnect()
+    finally:
+        client.close()
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 async def test_wait_zero_does_not_block(make: Any) -> None:

@@ -219,3 +219,58 @@ async def test_a_half_open_blocking_connection_is_replaced(redis_server: RedisSe
     finally:
         await broker.disconnect()
         await proxy.close()
+
+
+@pytest.mark.parametrize("scheme", ["redis", "rediss"])
+async def test_cancelling_connect_is_prompt(scheme: str) -> None:
+    """
+    Cancelling ``connect`` to a port that never answers (not even the TLS
+    handshake) fires at once, and leaves nothing behind.
+    """
+    import socket
+
+    from twisted.internet import defer, task
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        pending = txqbroker.connect(f"{scheme}://127.0.0.1:{port}/0", connect_timeout=30)
+        await task.deferLater(reactor, 0.5, lambda: None)  # connected, waiting for an answer
+        start = reactor.seconds()
+        pending.cancel()
+        with pytest.raises(defer.CancelledError):
+            await pending
+        assert reactor.seconds() - start < 1
+
+
+@pytest.mark.parametrize("scheme", ["redis", "rediss"])
+async def test_a_lazy_broker_on_a_silent_port_disconnects_within_its_timeout(scheme: str) -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        broker = await txqbroker.connect(
+            f"{scheme}://127.0.0.1:{port}/0", lazy=True, wait=0.5, timeout=1, receipts=True
+        )
+        with pytest.raises((BrokerTimeout, BrokerUnavailable)):
+            await broker.dequeue()
+        start = reactor.seconds()
+        await broker.disconnect()
+        assert reactor.seconds() - start < 0.5 + 1 + 1 + 1
+
+
+async def test_refused_credentials_are_a_refused_configuration(password_redis: RedisServer) -> None:
+    from txqbroker.redis import CredentialsRefused
+
+    for url in (
+        f"redis://:not-the-password@127.0.0.1:{password_redis.port}/0",
+        f"redis://127.0.0.1:{password_redis.port}/0",
+    ):
+        start = reactor.seconds()
+        with pytest.raises(CredentialsRefused) as caught:
+            await txqbroker.connect(url, connect_timeout=5)
+        assert isinstance(caught.value, AuthenticationError) and isinstance(caught.value, ConfigurationError)
+        assert reactor.seconds() - start < 1  # at once, no retry loop

@@ -91,3 +91,61 @@ def test_pops_share_one_timer_and_stop_cancels_it() -> None:
     assert clock.getDelayedCalls() == []
     clock.advance(10)
     assert not connection.transport.aborted
+
+
+class Probe:
+    """A probe whose answers the test gives."""
+
+    def __init__(self) -> None:
+        self.sent: list[Deferred[Any]] = []
+
+    def __call__(self) -> "Deferred[Any]":
+        d: Deferred[Any] = Deferred()
+        self.sent.append(d)
+        return d
+
+
+def probed() -> tuple[task.Clock, FakeConnection, Probe, "Deferred[Any]", PopWatchdog]:
+    """A pop watched with a probe (period 2 s, wait 1 s) on one connection."""
+    clock, factory, probe = task.Clock(), FakeFactory(), Probe()
+    connection = FakeConnection()
+    factory.pool.append(connection)
+    pop: Deferred[Any] = Deferred()
+    watchdog = PopWatchdog(factory, 2, clock, probe=probe, wait=1)
+    watchdog.watch(pop)
+    return clock, connection, probe, pop, watchdog
+
+
+def test_a_stalled_server_is_waited_for() -> None:
+    """No answer to the probe (the server stalls): the connection stays."""
+    clock, connection, probe, pop, watchdog = probed()
+    clock.advance(2)
+    assert len(probe.sent) == 1 and not connection.transport.aborted
+    for _ in range(10):
+        clock.advance(2)
+    assert len(probe.sent) == 1  # one probe at a time
+    assert not connection.transport.aborted
+    probe.sent[0].errback(Exception("timed out"))  # still stalled
+    clock.advance(2)
+    assert len(probe.sent) == 2 and not connection.transport.aborted
+    pop.callback([b"key", b"value"])  # the server resumed and answered
+    clock.advance(10)
+    assert not connection.transport.aborted
+    watchdog.stop()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_connection_silent_while_the_server_answers_is_aborted() -> None:
+    clock, connection, probe, pop, watchdog = probed()
+    clock.advance(2)
+    clock.advance(0.5)
+    probe.sent[0].callback(b"PONG")  # the server runs
+    assert not connection.transport.aborted
+    clock.advance(1.5)  # a look, 1.5 s after the answer: the pop may still come
+    assert not connection.transport.aborted
+    clock.advance(2)  # 3.5 s after the answer: longer than wait + margin
+    assert connection.transport.aborted
+    pop.errback(Exception("lost"))
+    pop.addErrback(lambda _: None)
+    watchdog.stop()
+    assert clock.getDelayedCalls() == []

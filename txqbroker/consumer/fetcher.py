@@ -120,14 +120,14 @@ class Fetcher:
                 failures = 0
                 if self.fetching:
                     self.stats.state = "running"
-                if self.events:
+                if self.events.listeners:
                     self.events.broker_up(self.stats.queue)
             now = self._clock.seconds()
             for receipt, payload, count in batch:
                 delivery = Delivery(receipt, payload, next(self._serials), count, now)
                 if self.fetching:
                     self.waiting.append(delivery)
-                    if self.events:
+                    if self.events.listeners:
                         self.events.fetched(self.stats.queue, delivery)
                 else:
                     await self._hand_back(delivery)
@@ -163,8 +163,6 @@ class Fetcher:
             error=str(error) or type(error).__name__,
             delay=delay,
         )
-        if failures == 1 and self.events:
+        if failures == 1 and self.events.listeners:
             self.events.broker_down(self.stats.queue, what, error)
         await self._sleeper.sleep(delay)
-
-

@@ -106,15 +106,13 @@ class Journey:
 
         # 2. run it
         started = self._clock.seconds()
-        if self.events:
+        if self.events.listeners:
             self.events.task_started(self.queue, registered.name, fields["task_id"], attempt)
         result: Any = None
         failure: Failure | None = None
         try:
             result = await self.runner.run(delivery, registered, task)
-        except CancelledError:
-            failure = Failure()
-        except Exception:
+        except Exception:  # CancelledError included
             failure = Failure()
         duration = self._clock.seconds() - started
         max_attempts = registered.max_attempts or self.config.max_attempts
@@ -173,7 +171,7 @@ class Journey:
                 error=str(failure.value),
                 **fields,
             )
-        if self.events:
+        if self.events.listeners:
             enqueued = task.get("enqueued")
             wait = (
                 self._clock.seconds() - duration - enqueued
@@ -196,7 +194,7 @@ class Journey:
         """A package that cannot run: settle it as :attr:`~txqbroker.consumer.settlement.Outcome.REJECTED`."""
         action = decide(Outcome.REJECTED, self._capabilities)
         await self.settler.carry_out(action, delivery, {}, task, failure=failure)
-        if self.events:
+        if self.events.listeners:
             func = task.get("func") if task else None
             self.events.task_finished(
                 TaskFinished(

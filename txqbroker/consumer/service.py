@@ -23,6 +23,7 @@ from txqbroker.consumer.config import ConsumerConfig
 from txqbroker.consumer.connector import Connector
 from txqbroker.consumer.delivery import Delivery, TaskTimeout, dead_letter_name
 from txqbroker.consumer.events import ConsumerEvents
+from txqbroker.ops.listener import DeadLetterReasons
 from txqbroker.consumer.fetcher import Fetcher
 from txqbroker.consumer.journey import Journey
 from txqbroker.consumer.monitor import Monitor
@@ -104,6 +105,9 @@ class ConsumerService(service.Service):
         self._standalone = standalone
         self.stats = ConsumerStats(queue=queue)
         self.events = ConsumerEvents()
+        #: records why each package was dead-lettered, beside it (``txqbroker failed list``)
+        self.dead_letter_reasons = DeadLetterReasons(self.stats_target, self._clock)
+        self.events.add(self.dead_letter_reasons)
         #: the error of a broker that refused its configuration on connecting
         #: (the service then stopped for good); None otherwise
         self.configuration_error: ConfigurationError | None = None
@@ -256,7 +260,7 @@ class ConsumerService(service.Service):
             self._misconfigured(f"the {what} for {{queue}} refused its configuration: {{error}}", e)
             back = False
         self.broker, self.dead_letters = connector.broker, connector.dead_letters
-        if back and self.events:
+        if back and self.events.listeners:
             self.events.broker_up(self.queue)
 
     def _misconfigured(self, why: str, error: ConfigurationError) -> None:
@@ -290,6 +294,7 @@ class ConsumerService(service.Service):
         self.stats.state = "stopped"
         await self.monitor.publish()
         self.monitor.stopped()
+        await self.dead_letter_reasons.flush()
         await self._connector.disconnect(self._own_stats, self._bound, self.log)
         if self._own_stats is not None and self._stats_store is self._own_stats:
             self._stats_store = None
@@ -353,8 +358,12 @@ class ConsumerService(service.Service):
     def _bound(self, d: "Deferred[T]", what: str, extra: float = 0) -> "Deferred[T]":
         return broker_bound(self.broker, self._clock, d, what, extra)
 
+    def stats_target(self) -> IStats | None:
+        """Where stats (and dead-letter reasons) are published: ``None`` before connecting, or nowhere."""
+        broker = self.broker
+        return self._stats_store or (broker if broker is not None and IStats.providedBy(broker) else None)
+
     def _start_monitor(self) -> None:
         broker = self.broker
         assert broker is not None
-        target = self._stats_store or (broker if IStats.providedBy(broker) else None)
-        self.monitor.start(target, broker.queue_size, self._bound, self.log)
+        self.monitor.start(self.stats_target(), broker.queue_size, self._bound, self.log)

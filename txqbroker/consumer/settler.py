@@ -122,17 +122,34 @@ class Settler:
         else:
             await self.hand_back(delivery, action)
 
-    async def acknowledge(self, delivery: Delivery, fields: Mapping[str, Any]) -> None:
-        """Acknowledge ``delivery``; a failure only means it is delivered again."""
+    async def acknowledge(self, delivery: Delivery, fields: Mapping[str, Any], dead: bool = False) -> None:
+        """
+        Acknowledge ``delivery`` (every acknowledgement goes through here);
+        a failure only means it is delivered again.
+
+        :param dead: it was just moved to the dead-letter queue.
+        """
         try:
             await self._bound(self.broker.acknowledge(delivery.receipt), "acknowledge")
         except Exception as e:
             # the package comes back after retry: at-least-once
-            self.log.warn(
-                "could not acknowledge {task_id}: {error}; it will be delivered again",
-                error=str(e),
-                **fields,
-            )
+            if dead:
+                self._not_removed(delivery, e, fields)
+            else:
+                self.log.warn(
+                    "could not acknowledge {task_id}: {error}; it will be delivered again",
+                    error=str(e),
+                    **fields,
+                )
+
+    def _not_removed(self, delivery: Delivery, error: Exception, fields: Mapping[str, Any]) -> None:
+        self.log.warn(
+            "could not remove dead-lettered {package}: {error}; it may be delivered again",
+            package=named(delivery, fields),
+            serial=delivery.serial,
+            error=str(error),
+            **fields,
+        )
 
     async def reject(self, delivery: Delivery, failure: Failure, task: Mapping[str, Any] | None) -> None:
         """Dead-letter a package that cannot run, and ``fail()`` it."""
@@ -172,22 +189,15 @@ class Settler:
             why=why,
             **fields,
         )
-        if self.events:
+        if self.events.listeners:
             self.events.dead_lettered(self.queue, delivery, why, fields.get("task_id"), fields.get("func"))
+        if not fail:
+            await self.acknowledge(delivery, fields, dead=True)
+            return
         try:
-            if fail:
-                await self._bound(broker.fail(delivery.receipt), "fail")
-            else:
-                await self._bound(broker.acknowledge(delivery.receipt), "acknowledge")
+            await self._bound(broker.fail(delivery.receipt), "fail")
         except Exception as e:
-            self.log.warn(
-                "could not remove dead-lettered {package}: {error}; "
-                "it may be delivered again",
-                package=named(delivery, fields),
-                serial=delivery.serial,
-                error=str(e),
-                **fields,
-            )
+            self._not_removed(delivery, e, fields)
 
     async def _release(self, delivery: Delivery, attempt: int, fields: Mapping[str, Any]) -> None:
         delay = self.config.retry_backoff.delay(attempt)
@@ -260,7 +270,7 @@ class Settler:
         ):
             return
         self.stats.handed_back += 1
-        if self.events:
+        if self.events.listeners:
             self.events.handed_back(self.queue, delivery)
 
     async def _persist(

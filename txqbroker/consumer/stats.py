@@ -13,10 +13,14 @@ import json
 import os
 import socket
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConsumerStats", "stats_key", "stats_pattern", "decode_record", "new_consumer_id"]
+__all__ = ["ConsumerStats", "stats_key", "stats_pattern", "decode_record", "new_consumer_id", "RATE_WINDOW"]
+
+#: seconds over which the published ``rate`` is measured
+RATE_WINDOW = 60.0
 
 
 def stats_key(queue: str, consumer_id: str) -> str:
@@ -60,9 +64,31 @@ class ConsumerStats:
     in_flight: int = 0
     waiting: int = 0
     queue_size: int | None = None
+    #: ``(time, processed)`` samples, one per published record
+    _samples: "deque[tuple[float, int]]" = field(default_factory=deque, repr=False)
+
+    def rate(self, now: float, window: float = RATE_WINDOW) -> float:
+        """
+        Tasks processed per second over the last ``window`` seconds (since
+        the start, when it is more recent), from the samples taken by
+        :meth:`record`.
+        """
+        samples = self._samples
+        while len(samples) > 1 and samples[1][0] <= now - window:
+            samples.popleft()
+        anchors = list(samples)[:1]
+        if self.started and self.started >= now - window:
+            anchors.insert(0, (self.started, 0))  # a young consumer counts from its start
+        if not anchors:
+            return 0.0
+        since, then = anchors[0]
+        elapsed = now - since
+        return round((self.processed - then) / elapsed, 3) if elapsed > 0 else 0.0
 
     def record(self, now: float, **extra: Any) -> dict[str, Any]:
-        """The published record, as a dict."""
+        """The published record, as a dict (it samples the counters for :meth:`rate`)."""
+        rate = self.rate(now)
+        self._samples.append((now, self.processed))
         host, _, rest = self.consumer_id.partition(":")
         return {
             "id": self.consumer_id,
@@ -80,6 +106,7 @@ class ConsumerStats:
             "queue_size": self.queue_size,
             "started": self.started,
             "uptime": round(max(0.0, now - self.started), 3),
+            "rate": rate,
             "time": now,
             **extra,
         }

@@ -17,13 +17,16 @@ default reactor); connecting does.
 from __future__ import annotations
 
 from txqbroker.redis.broker import RedisBroker
-from txqbroker.redis.errors import TLSError
+from txqbroker.redis.errors import CredentialsRefused, TLSError
 from txqbroker.redis.holder import RedisConnection
+from txqbroker.redis.receipts import RedisReceiptBroker
 from txqbroker.redis.keys import queue_key, stat_key, stat_pattern
 
 __all__ = [
+    "CredentialsRefused",
     "RedisBroker",
     "RedisConnection",
+    "RedisReceiptBroker",
     "TLSError",
     "queue_key",
     "stat_key",

@@ -13,6 +13,7 @@ from typing import Any
 
 import txredisapi
 from twisted.internet import ssl
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.logger import Logger
@@ -29,7 +30,10 @@ from txqbroker.errors import (
 from txqbroker.options import BrokerOptions
 from txqbroker.redis.broker import RedisBroker
 from txqbroker.redis.config import RedisSettings, settings_from
-from txqbroker.redis.errors import TLSError, translate
+from txqbroker.redis.errors import CredentialsRefused, TLSError, translate
+from txqbroker.redis.receipts import RedisReceiptBroker
+from txqbroker.redis.replies import as_bytes
+from txqbroker.redis.sentinel import SentinelEndpoint, master_only
 from txqbroker.redis.watchdog import PopWatchdog
 from txqbroker.tls import describe_tls_failure, is_tls_failure, trust_root
 
@@ -60,6 +64,53 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.5
     maxDelay = 5
     tls_failure: Failure | None = None
+    #: seconds a graceful :meth:`disconnect` may take before every
+    #: connection is aborted (a TLS connection still in its handshake
+    #: never closes gracefully)
+    close_timeout = 2.5
+    #: the reactor of that bound
+    clock: Any = None
+
+    def abort_connections(self) -> None:
+        """Abort every connection, ready or still in its TLS handshake."""
+        protocols = {*self.pool, *(slot.protocol for slot in self.slots)}
+        for protocol in protocols:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
+
+    def disconnect(self) -> "Deferred[None]":
+        """
+        txredisapi's ``disconnect()`` (stop reconnecting, close every
+        connection), bounded: connections still open after
+        :attr:`close_timeout` are aborted.
+        """
+        d: Deferred[None] = super().disconnect()
+        if d.called:
+            return d
+        if self.clock is None:
+            from twisted.internet import reactor as clock
+        else:
+            clock = self.clock
+        timer = clock.callLater(self.close_timeout, self.abort_connections)
+
+        def done(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(done)
+
+
+class _SentinelFactory(_Factory):
+    """
+    A factory whose connections are to a master only; it retries sooner
+    (every attempt asks the Sentinels again, and a failover takes seconds).
+    """
+
+    protocol = master_only(_Protocol)
+    initialDelay = 0.2
+    maxDelay = 2
 
 
 def tls_options(settings: RedisSettings) -> IOpenSSLClientConnectionCreator:
@@ -75,6 +126,13 @@ def endpoint_for(settings: RedisSettings, reactor: Any, connect_timeout: float) 
     """The client endpoint of the server ``settings`` names."""
     if settings.unix_socket is not None:
         return UNIXClientEndpoint(reactor, settings.unix_socket, timeout=connect_timeout)
+    if settings.sentinels:
+        assert settings.service is not None
+
+        def ask(host: str, port: int) -> "Deferred[Any]":
+            return Deferred.fromCoroutine(ask_sentinel(settings, host, port, reactor, connect_timeout))
+
+        return SentinelEndpoint(settings.sentinels, settings.service, reactor, connect_timeout, ask)
     endpoint: IStreamClientEndpoint = HostnameEndpoint(
         reactor, settings.host, settings.port, timeout=connect_timeout
     )
@@ -83,19 +141,31 @@ def endpoint_for(settings: RedisSettings, reactor: Any, connect_timeout: float) 
     return endpoint
 
 
-def _factory(settings: RedisSettings, options: BrokerOptions, poolsize: int, reconnect: bool) -> _Factory:
-    factory = _Factory(
+def _factory(
+    settings: RedisSettings,
+    options: BrokerOptions,
+    poolsize: int,
+    reconnect: bool,
+    reply_timeout: float | None = None,
+) -> _Factory:
+    """
+    :param reply_timeout: txredisapi's reply timeout, which aborts the
+        connection; ``options.timeout`` when ``None``, none when ``0``.
+    """
+    kind = _SentinelFactory if settings.sentinels else _Factory
+    factory = kind(
         settings.where,
         settings.db or None,  # no SELECT for db 0, the default
         poolsize,
         isLazy=reconnect,
         charset=None,
         password=settings.password,
-        replyTimeout=options.timeout,
+        replyTimeout=(options.timeout if reply_timeout is None else reply_timeout) or None,
         convertNumbers=False,
         username=settings.username,
     )
     factory.reconnect = reconnect
+    factory.close_timeout = max(0.1, options.timeout / 2)
     return factory
 
 
@@ -110,9 +180,9 @@ def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seco
         return BrokerUnavailable(f"Redis at {where} did not answer within {seconds:g} s")
     message = failure.getErrorMessage()
     if "NOAUTH" in message:
-        return AuthenticationError(f"Redis at {where} requires a password: none was given")
+        return CredentialsRefused(f"Redis at {where} requires a password: none was given")
     if failure.check(AuthenticationError):
-        return AuthenticationError(f"Redis at {where}: {message}")
+        return CredentialsRefused(f"Redis at {where}: {message}")
     if failure.check(BrokerUnavailable):
         hint = "" if settings.tls or settings.unix_socket else " (if it only speaks TLS, use rediss://)"
         return BrokerUnavailable(f"Redis at {where} closed the connection: {message}{hint}")
@@ -124,7 +194,7 @@ def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seco
         if reason in ("Lost connection", "Not connected") or reason.startswith("Not received"):
             return BrokerUnavailable(f"Redis at {where} closed the connection during AUTH")
         user = settings.username or "default"
-        return AuthenticationError(
+        return CredentialsRefused(
             f"Redis at {where} refused the credentials of user {user!r}: {reason}"
         )
     if detail.startswith("set dbid"):
@@ -140,25 +210,110 @@ async def check_connection(settings: RedisSettings, options: BrokerOptions, endp
     :raise BrokerUnavailable: when the server cannot be reached
         (:class:`~txqbroker.redis.errors.TLSError` when the TLS handshake
         failed).
-    :raise AuthenticationError: when the server refused the credentials.
+    :raise CredentialsRefused: (an
+        :class:`~txqbroker.errors.AuthenticationError` and a
+        :class:`~txqbroker.errors.ConfigurationError`) when the server
+        refused the credentials.
     :raise ConfigurationError: when it refused the db number.
     """
     seconds = options.connect_timeout
     factory = _factory(settings, options, 1, reconnect=False)
+    factory.clock = reactor
     ready = factory.deferred
     factory.startConnecting(endpoint)
     try:
         handler = await bounded(ready, seconds, reactor, "connect")
         await bounded(handler.ping().addErrback(translate, "PING"), seconds, reactor, "PING")
+        if settings.receipts:
+            info = await bounded(handler.info("server").addErrback(translate, "INFO"), seconds, reactor, "INFO")
+            version = as_bytes(info.get("redis_version", b"0")).decode("ascii", "replace")
+            if not receipts_supported(version):
+                raise ConfigurationError(
+                    f"the receipts mode needs Redis 6.2 or later (BLMOVE, LMOVE); {settings.where} runs {version}"
+                )
+    except CancelledError:
+        await _close(factory, settings, at_once=True)
+        raise
     except Exception:
-        raise _classify(Failure(), factory, settings, seconds) from None
+        error = _classify(Failure(), factory, settings, seconds)
+        await _close(factory, settings, at_once=True)
+        raise error from None
+    await _close(factory, settings, at_once=False)
+
+
+async def ask_sentinel(settings: RedisSettings, host: str, port: int, reactor: Any, seconds: float) -> Any:
+    """
+    ``SENTINEL get-master-addr-by-name`` on the Sentinel at ``host:port``
+    (with ``sentinel_password``), on a connection of its own, each step
+    bounded by ``seconds``.
+    """
+    factory = _Factory(
+        f"{host}:{port}",
+        None,
+        1,
+        isLazy=False,
+        charset=None,
+        password=settings.sentinel_password,
+        replyTimeout=seconds,
+        convertNumbers=False,
+    )
+    factory.reconnect = False
+    factory.clock = reactor
+    factory.startConnecting(HostnameEndpoint(reactor, host, port, timeout=seconds))
+    try:
+        handler = await bounded(factory.deferred, seconds, reactor, "connecting to the Sentinel")
+        reply: Any = await bounded(
+            handler.execute_command("SENTINEL", "get-master-addr-by-name", settings.service),
+            seconds,
+            reactor,
+            "asking the Sentinel",
+        )
+        return reply
     finally:
-        await factory.disconnect()
+        await _close(factory, settings, at_once=True)
 
 
-def _pool(settings: RedisSettings, options: BrokerOptions, endpoint: IStreamClientEndpoint, poolsize: int) -> _Factory:
+def receipts_supported(version: str) -> bool:
+    """
+    Whether a Redis server of this version (``INFO server``'s
+    ``redis_version``) can serve the receipts mode.
+
+    >>> receipts_supported("7.0.15"), receipts_supported("6.0.9")
+    (True, False)
+    """
+    numbers = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers) >= (6, 2)
+
+
+async def _close(factory: _Factory, settings: RedisSettings, at_once: bool) -> None:
+    """
+    Close the connection of a check: gracefully (bounded by the factory's
+    ``close_timeout``), or ``at_once`` by aborting it.  Never raises: the
+    check's outcome is what matters.
+    """
+    d = factory.disconnect()
+    if at_once:
+        factory.abort_connections()
+    try:
+        await d
+    except Exception as e:
+        log.debug("closing the check connection to {where}: {error}", where=settings.where, error=e)
+
+
+def _pool(
+    settings: RedisSettings,
+    options: BrokerOptions,
+    endpoint: IStreamClientEndpoint,
+    poolsize: int,
+    reactor: Any,
+    reply_timeout: float | None = None,
+) -> _Factory:
     """Reconnecting connections, connected in the background."""
-    factory = _factory(settings, options, poolsize, reconnect=True)
+    factory = _factory(settings, options, poolsize, reconnect=True, reply_timeout=reply_timeout)
+    factory.clock = reactor
 
     def failed(failure: Failure) -> None:
         # a lazy factory reports a refused AUTH or SELECT here (and stops)
@@ -193,7 +348,7 @@ async def open_commands(
     if not settings.lazy:
         await check_connection(settings, options, endpoint, reactor)
     size = settings.pool_size if poolsize is None else poolsize
-    return settings, endpoint, _pool(settings, options, endpoint, size)
+    return settings, endpoint, _pool(settings, options, endpoint, size, reactor)
 
 
 async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
@@ -208,16 +363,27 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
     :raise AuthenticationError: when it refused the credentials.
     """
     settings, endpoint, commands = await open_commands(options, reactor)
-    blocking = _pool(settings, options, endpoint, 1)
+    # no reply timeout on the pops' connection: aborting it while the
+    # server is merely stalled would lose what the server pops when it
+    # resumes; the watchdog looks after it instead
+    blocking = _pool(settings, options, endpoint, 1, reactor, reply_timeout=0)
+
+    def probe() -> "Deferred[Any]":
+        d: Deferred[Any] = commands.handler.ping()
+        return bounded(d, options.timeout, reactor, "probe")
+
     log.debug("connected to Redis at {where}, queue {name}", where=settings.where, name=options.name)
-    return RedisBroker(
+    kind = RedisReceiptBroker if settings.receipts else RedisBroker
+    return kind(
         commands.handler,
         blocking.handler,
         options,
         reactor,
         owned=(commands, blocking),
         where=settings.where,
-        watchdog=PopWatchdog(blocking, options.wait + options.timeout, reactor),
+        watchdog=PopWatchdog(
+            blocking, options.wait + options.timeout, reactor, probe=probe, wait=options.wait
+        ),
         commands_factory=commands,
         blocking_factory=blocking,
     )

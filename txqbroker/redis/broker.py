@@ -3,9 +3,10 @@
 txredisapi connection handlers.
 
 The queue is the list ``django_q:{name}:q``: ``enqueue`` is ``RPUSH``,
-``dequeue`` is ``BLPOP`` on a connection of its own (then one
-``LPOP key count`` for the rest of a bulk).  Plain Redis has no delivery
-receipts: a package is gone from Redis as soon as it is dequeued.
+``dequeue`` is ``BLPOP`` (``BLMPOP`` for a bulk) on a connection of its
+own.  Plain Redis has no delivery receipts: a package is gone from Redis as
+soon as it is dequeued (see :mod:`txqbroker.redis.receipts` for the
+receipts mode).
 
 This module does not import txredisapi (which installs the default
 reactor): it only calls the handlers it is given.
@@ -110,7 +111,7 @@ class RedisBroker:
         self._owned = owned
         self._commands_factory = commands_factory
         self._closed = False
-        self._pops = Pops(
+        self._pops = self._make_pops(
             self.key,
             options,
             blocking,
@@ -121,7 +122,10 @@ class RedisBroker:
         )
 
     def __repr__(self) -> str:
-        return f"<RedisBroker {self.name!r} on {self.where}>"
+        return f"<{type(self).__name__} {self.name!r} on {self.where}>"
+
+    #: the pops of this broker (a subclass may take packages differently)
+    _make_pops = Pops
 
     # -- plumbing ------------------------------------------------------------
 
@@ -163,9 +167,9 @@ class RedisBroker:
     def dequeue(self) -> "Deferred[list[tuple[str | None, bytes]]]":
         """
         ``BLPOP`` the queue for up to ``options.wait`` seconds (``LPOP``
-        when ``wait`` is 0), then, when ``bulk`` > 1, take up to
-        ``bulk - 1`` more packages with one ``LPOP key count``
-        (:class:`~txqbroker.redis.pops.Pops`).
+        when ``wait`` is 0); when ``bulk`` > 1, ``BLMPOP`` takes up to
+        ``bulk`` packages at once (on Redis before 7.0, ``BLPOP`` then one
+        ``LPOP key count``) (:class:`~txqbroker.redis.pops.Pops`).
 
         Pops of one broker take turns on its blocking connection.  The
         returned Deferred is bounded by ``wait + timeout``.  Cancelling it
@@ -180,12 +184,13 @@ class RedisBroker:
             return fail(BrokerUnavailable("dequeue: the broker was disconnected"))
         return self._pops.dequeue()
 
-    def _hand_back(self, payloads: list[bytes]) -> "Deferred[None]":
+    def _hand_back(self, items: list[tuple[str | None, bytes]]) -> "Deferred[None]":
         """
         Push packages taken for a caller who gave up back to the front of
         the queue, in their order.  Not cancelled, not bounded: during an
         outage it completes when Redis is back.
         """
+        payloads = [payload for _, payload in items]
         self.log.info(
             "dequeue on {queue} was abandoned: handing {count} package(s) back",
             queue=self.key,
@@ -243,6 +248,22 @@ class RedisBroker:
     def queue_size(self) -> "Deferred[int]":
         """``LLEN key``."""
         return self._call("queue_size", "llen", self.key).addCallback(int)
+
+    def peek(self, count: int) -> "Deferred[list[bytes]]":
+        """
+        The first ``count`` packages of the queue, left where they are
+        (``LRANGE key 0 count-1``): for inspecting a dead-letter queue.
+        """
+        d = self._call("peek", "lrange", self.key, 0, max(0, count - 1))
+        return d.addCallback(lambda found: [as_bytes(p) for p in found or []])
+
+    def remove(self, package: bytes) -> "Deferred[int]":
+        """
+        Remove one copy of ``package`` from the queue (``LREM key 1``).
+
+        :return: a Deferred firing with how many were removed (0 or 1).
+        """
+        return self._call("remove", "lrem", self.key, 1, package).addCallback(int)
 
     def ping(self) -> "Deferred[bool]":
         """
@@ -309,11 +330,15 @@ class RedisBroker:
         except Exception:
             self.log.warn("disconnect: pops still in flight on {queue}; closing", queue=self.key)
         self._pops.stop()
+        await self._before_close()
         for thing in self._owned:
             try:
                 await bounded(thing.disconnect(), self.options.timeout, self._clock, "disconnect")
             except Exception as e:
                 self.log.warn("disconnect from {where}: {error}", where=self.where, error=str(e))
+
+    async def _before_close(self) -> None:
+        """What a subclass does once pops are over, before the connections close."""
 
     # -- stats (IStats) --------------------------------------------------------
 

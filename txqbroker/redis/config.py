@@ -20,9 +20,16 @@ DEFAULT_PORT = 6379
 
 TCP_SCHEMES = ("redis", "rediss")
 UNIX_SCHEMES = ("unix", "redis+unix")
+SENTINEL_SCHEMES = ("redis+sentinel",)
+
+#: the standard Sentinel port
+SENTINEL_PORT = 26379
 
 #: provider settings this module reads from ``options.extra``
-_KNOWN = {"db", "ssl", "ssl_ca_certs", "ssl_cert_reqs", "lazy", "pool_size", "max_connections"}
+_KNOWN = {
+    "db", "ssl", "ssl_ca_certs", "ssl_cert_reqs", "lazy", "pool_size", "max_connections", "receipts",
+    "sentinel_password", "service_name",
+}
 
 #: redis-py keys that make no sense here (txqbroker always returns bytes and
 #: reconnects by itself); accepted so that a Django Q ``Q_CLUSTER["redis"]``
@@ -62,6 +69,12 @@ class RedisSettings:
     :ivar lazy: skip the connection check when connecting: the broker is
         returned at once and connects in the background.
     :ivar pool_size: connections for the non-blocking commands.
+    :ivar receipts: delivery receipts (leases) instead of plain pops.
+    :ivar sentinels: the Sentinels to ask for the master's address
+        (``redis+sentinel://``), or empty for a server named directly.
+    :ivar service: the master's name at the Sentinels.
+    :ivar sentinel_password: the Sentinels' password, or ``None``.  Never
+        logged.
     """
 
     host: str = "127.0.0.1"
@@ -74,12 +87,19 @@ class RedisSettings:
     ca_certs: str | None = None
     lazy: bool = False
     pool_size: int = 1
+    receipts: bool = False
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def where(self) -> str:
         """The server, for messages (never with credentials)."""
         if self.unix_socket is not None:
             return f"unix:{self.unix_socket}"
+        if self.sentinels:
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"the master {self.service!r} of the Sentinels {hosts}"
         return f"{self.host}:{self.port}"
 
 
@@ -108,6 +128,61 @@ def _db(options: BrokerOptions, unix: bool) -> int:
     return int(path)
 
 
+def _common(options: BrokerOptions, db: int) -> dict[str, Any]:
+    """The settings every kind of URL has."""
+    pool = options.get("pool_size", options.get("max_connections", 1))
+    return dict(
+        db=db,
+        username=options.username,
+        password=options.password,
+        lazy=options.get_bool("lazy"),
+        pool_size=_integer("pool_size", pool, 1),
+        receipts=options.get_bool("receipts"),
+    )
+
+
+def _sentinel_settings(options: BrokerOptions) -> RedisSettings:
+    """
+    ``redis+sentinel://host:26379,host:26379/mymaster/0``: the Sentinels,
+    then the master's name and the database number in the path (or the
+    ``service_name`` and ``db`` options, as in kombu and redis-py).
+    """
+    if not options.hosts:
+        raise ConfigurationError(
+            "a redis+sentinel:// URL names the Sentinels: "
+            "redis+sentinel://host:26379,host:26379/mymaster/0"
+        )
+    if options.get_bool("ssl") or options.get("ssl_ca_certs") is not None:
+        raise ConfigurationError("TLS with Sentinel is not supported")
+    service, _, db_text = (options.path or "").strip("/").partition("/")
+    service = options.get("service_name") or service
+    if not service or not isinstance(service, str):
+        raise ConfigurationError(
+            "no master name: redis+sentinel://host:26379/mymaster/0 (or service_name=mymaster)"
+        )
+    if options.get("db") is not None:
+        db = _integer("db", options.get("db"), 0)
+    elif db_text:
+        if not db_text.isdigit():
+            raise ConfigurationError(
+                f"bad db {db_text!r}: redis+sentinel://host:26379/mymaster/0 ends with a database number"
+            )
+        db = int(db_text)
+    else:
+        db = 0
+    sentinel_password = options.get("sentinel_password")
+    if sentinel_password is not None and not isinstance(sentinel_password, str):
+        raise ConfigurationError("sentinel_password must be a string")
+    return RedisSettings(
+        host="",
+        port=0,
+        sentinels=tuple((host, port or SENTINEL_PORT) for host, port in options.hosts),
+        service=service,
+        sentinel_password=sentinel_password or None,
+        **_common(options, db),
+    )
+
+
 def settings_from(options: BrokerOptions) -> RedisSettings:
     """
     Check ``options`` and turn them into :class:`RedisSettings`.
@@ -124,6 +199,8 @@ def settings_from(options: BrokerOptions) -> RedisSettings:
         )
     scheme = options.scheme
     unix = scheme in UNIX_SCHEMES
+    if scheme in SENTINEL_SCHEMES:
+        return _sentinel_settings(options)
     if not unix and scheme not in TCP_SCHEMES:
         raise ConfigurationError(f"the Redis provider does not serve {scheme!r} URLs")
     tls = scheme == "rediss" or options.get_bool("ssl")
@@ -140,14 +217,7 @@ def settings_from(options: BrokerOptions) -> RedisSettings:
         )
     if ca_certs is not None and (not isinstance(ca_certs, str) or not ca_certs):
         raise ConfigurationError(f"ssl_ca_certs must be a file path, not {ca_certs!r}")
-    pool = options.get("pool_size", options.get("max_connections", 1))
-    common: dict[str, Any] = dict(
-        db=_db(options, unix),
-        username=options.username,
-        password=options.password,
-        lazy=options.get_bool("lazy"),
-        pool_size=_integer("pool_size", pool, 1),
-    )
+    common = _common(options, _db(options, unix))
     if unix:
         if options.hosts:
             raise ConfigurationError(

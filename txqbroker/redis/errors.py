@@ -12,10 +12,11 @@ from txqbroker.errors import (
     BrokerError,
     BrokerTimeout,
     BrokerUnavailable,
+    ConfigurationError,
     ServerError,
 )
 
-__all__ = ["TLSError", "translate"]
+__all__ = ["CredentialsRefused", "TLSError", "translate"]
 
 
 class TLSError(BrokerUnavailable):
@@ -23,6 +24,15 @@ class TLSError(BrokerUnavailable):
     The TLS handshake with the server failed: most often its certificate is
     not signed by an authority the client trusts (see ``ssl_ca_certs``) or
     does not name the host connected to.
+    """
+
+
+class CredentialsRefused(AuthenticationError, ConfigurationError):
+    """
+    Redis refused the credentials when connecting (a wrong password or
+    user, or none given where one is required).  Also a
+    :class:`~txqbroker.errors.ConfigurationError`: retrying cannot help, so
+    ``twistd qbroker`` stops with exit status 78 instead of retrying.
     """
 
 

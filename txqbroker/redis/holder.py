@@ -51,7 +51,9 @@ class RedisConnection:
     :param blocking: an optional handler for the blocking pops only.
     :param clock: the clock for timeouts; the global reactor by default.
     :param options: generic broker options (``bulk``, ``wait``,
-        ``timeout``, ``connect_timeout``, ``max_payload``).
+        ``timeout``, ``connect_timeout``, ``max_payload``, ``retry``), and
+        ``receipts=True`` for a
+        :class:`~txqbroker.redis.receipts.RedisReceiptBroker` (Redis 6.2+).
     :raise ConfigurationError: when a handler converts numbers, or an
         option is invalid.
     """
@@ -101,7 +103,12 @@ def broker_for(connection: RedisConnection) -> RedisBroker:
 
         clock = reactor
     assert clock is not None
-    return RedisBroker(
+    kind = RedisBroker
+    if connection.options.get_bool("receipts"):
+        from txqbroker.redis.receipts import RedisReceiptBroker
+
+        kind = RedisReceiptBroker
+    return kind(
         connection.handler,
         connection.blocking if connection.blocking is not None else connection.handler,
         connection.options,

@@ -5,7 +5,7 @@ share queues and monitoring stats.
 
 from __future__ import annotations
 
-__all__ = ["queue_key", "stat_key", "stat_pattern"]
+__all__ = ["queue_key", "stat_key", "stat_pattern", "receipt_keys", "ReceiptKeys"]
 
 #: the prefix of every key Django Q writes
 PREFIX = "django_q"
@@ -43,3 +43,55 @@ def stat_pattern(name: str) -> str:
     """
     escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in name)
     return f"{PREFIX}:{escaped}:cluster:*"
+
+
+def receipt_keys(name: str) -> "ReceiptKeys":
+    """
+    The keys of the receipts mode on the queue ``name`` (see
+    :class:`ReceiptKeys`).
+
+    >>> receipt_keys("default").leases
+    'django_q:default:q:leases'
+    """
+    return ReceiptKeys(queue_key(name))
+
+
+class ReceiptKeys:
+    """
+    Where the receipts mode keeps its state, next to the queue ``q``
+    (``django_q:{name}:q``), which producers fill unchanged:
+
+    * ``q:leases``: sorted set, lease id -> deadline (ms, the server's
+      clock);
+    * ``q:leased``: hash, lease id -> package;
+    * ``q:deliveries``: hash, SHA-1 of a package -> its earlier deliveries;
+    * ``q:failed``: list of the packages ``fail()`` set aside (the newest
+      10,000);
+    * ``q:consumers``: set of the ids of the consumers (brokers) with a
+      landing list;
+    * ``q:alive:{id}``: a consumer's heartbeat (expires unless renewed);
+    * ``q:landing:{id}``: the list a consumer's ``BLMOVE`` moves packages
+      into (normally empty: the next lease empties it).
+
+    :param queue: the queue's key.
+    """
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.leases = f"{queue}:leases"
+        self.leased = f"{queue}:leased"
+        self.deliveries = f"{queue}:deliveries"
+        self.failed = f"{queue}:failed"
+        self.consumers = f"{queue}:consumers"
+
+    def alive(self, consumer: str) -> str:
+        """The heartbeat key of ``consumer``."""
+        return f"{self.queue}:alive:{consumer}"
+
+    def landing(self, consumer: str) -> str:
+        """The landing list of ``consumer``."""
+        return f"{self.queue}:landing:{consumer}"
+
+    def all(self) -> tuple[str, ...]:
+        """The shared keys (what purging the queue clears)."""
+        return (self.queue, self.leases, self.leased, self.deliveries, self.failed)

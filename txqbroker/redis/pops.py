@@ -33,6 +33,11 @@ from txqbroker.redis.watchdog import PopWatchdog
 
 __all__ = ["Pops"]
 
+def _anonymous(payloads: list[bytes]) -> list[tuple[str | None, bytes]]:
+    """Packages of plain Redis, which has no receipts."""
+    return [(None, payload) for payload in payloads]
+
+
 class _Pop:
     """
     One ``dequeue`` call: the Deferred its caller holds, whether the Redis
@@ -58,11 +63,11 @@ class Pops:
         ``bulk``, and ``timeout`` (``wait + timeout`` bounds each pop).
     :param blocking: the txredisapi handler of the blocking connection.
     :param clock: the clock of the bounds.
-    :param hand_back: pushes packages back to the front of the queue
-        (``LPUSH``), in their order; called with what a pop took after its
-        caller gave up.
-    :param watchdog: watches each pending ``BLPOP``; stopped by
-        :meth:`stop`.
+    :param hand_back: gives packages back to the queue (``LPUSH`` to its
+        front, in their order; a release in receipts mode); called with what
+        a pop took after its caller gave up.
+    :param watchdog: watches each pop on the blocking connection (every
+        command it sends there); stopped by :meth:`stop`.
     :param blocking_factory: the txredisapi factory behind ``blocking``
         when it serves these pops and nothing else: a ``BLPOP`` is then sent
         straight on its ready connection (the pops take turns, so nothing
@@ -77,7 +82,7 @@ class Pops:
         options: BrokerOptions,
         blocking: Any,
         clock: IReactorTime,
-        hand_back: "Callable[[list[bytes]], Deferred[None]]",
+        hand_back: "Callable[[list[tuple[str | None, bytes]]], Deferred[None]]",
         watchdog: PopWatchdog | None = None,
         blocking_factory: Any = None,
     ) -> None:
@@ -90,6 +95,8 @@ class Pops:
         )
         self._blocking = blocking
         self._blocking_factory = blocking_factory
+        #: whether the server may know BLMPOP (until it says it does not)
+        self._blmpop = True
         self._hand_back = hand_back
         self._watchdog = watchdog
         #: whether a pop is on the blocking connection; the pops waiting
@@ -154,12 +161,19 @@ class Pops:
                     d = self._send()
                 except Exception:
                     d = fail()
+                else:
+                    if self._watchdog is not None:
+                        self._watchdog.watch(d)
                 d.addCallbacks(self._taken, self._failed, callbackArgs=(pop,), errbackArgs=(pop,))
         finally:
             self._starting = False
 
-    def _send(self) -> "Deferred[list[bytes]]":
-        """Send the pop: the packages it took, as they are in Redis."""
+    def _send(self) -> "Deferred[list[tuple[str | None, bytes]]]":
+        """Send the pop: what it took, as ``(receipt, package)``."""
+        return self._send_plain().addCallback(_anonymous)
+
+    def _send_plain(self) -> "Deferred[list[bytes]]":
+        """The plain pop: the packages it took, as they are in Redis."""
         if self._wait <= 0:
             if self._bulk == 1:
                 return self._blocking.lpop(self.key).addCallback(optional_list)
@@ -167,11 +181,32 @@ class Pops:
             return several.addCallback(bytes_list)
         # straight on the dedicated connection when it is ready; else the
         # handler waits for a new one
-        target = ready_connection(self._blocking_factory) or self._blocking
+        connection = ready_connection(self._blocking_factory)
+        if connection is not None and self._bulk > 1 and self._blmpop:
+            return self._blmpop_on(connection)
+        target = connection or self._blocking
         blpop: Deferred[Any] = target.blpop([self.key], self._blpop_timeout)
-        if self._watchdog is not None:
-            self._watchdog.watch(blpop)
         return blpop.addCallback(self._first_taken)
+
+    def _blmpop_on(self, connection: Any) -> "Deferred[list[bytes]]":
+        """
+        A bulk in one round trip: ``BLMPOP wait 1 key LEFT COUNT bulk``
+        (Redis 7.0+), on the dedicated connection only (txredisapi does not
+        take a pool's connection aside for it).  A server that does not
+        know it gets ``BLPOP`` and ``LPOP`` from then on.
+        """
+        d: Deferred[Any] = connection.execute_command(
+            "BLMPOP", self._blpop_timeout, 1, self.key, "LEFT", "COUNT", self._bulk
+        )
+
+        def unknown(failure: Failure) -> "list[bytes] | Deferred[list[bytes]] | Failure":
+            if "unknown command" not in failure.getErrorMessage().lower():
+                return failure
+            self.log.info("this Redis has no BLMPOP: popping with BLPOP and LPOP")
+            self._blmpop = False
+            return self._send_plain()
+
+        return d.addCallbacks(lambda reply: bytes_list(reply[1]) if reply else [], unknown)
 
     def _first_taken(self, reply: Any) -> "list[bytes] | Deferred[list[bytes]]":
         if not reply:
@@ -202,14 +237,14 @@ class Pops:
             d = fail()
         return d.addCallbacks(bytes_list, failed)
 
-    def _taken(self, payloads: list[bytes], pop: _Pop) -> None:
+    def _taken(self, items: list[tuple[str | None, bytes]], pop: _Pop) -> None:
         self._start_next()
         if not pop.abandoned:
             self._deadlines.discard(pop)
             self._finished()
-            pop.result.callback([(None, payload) for payload in payloads])
-        elif payloads:
-            self._hand_back(payloads).addBoth(self._finished)
+            pop.result.callback(items)
+        elif items:
+            self._hand_back(items).addBoth(self._finished)
         else:
             self._finished()
 

@@ -1,6 +1,6 @@
 """
 The Redis provider: ``redis://``, ``rediss://`` (TLS), ``unix://`` and
-``redis+unix://`` URLs, and redis-py-style dicts, for
+``redis+unix://`` and ``redis+sentinel://`` URLs, and redis-py-style dicts, for
 :func:`txqbroker.connect`.
 """
 
@@ -30,4 +30,4 @@ def _check(options: BrokerOptions) -> None:
 
 
 #: the provider the registry loads for the Redis schemes
-provider = BrokerProvider(("redis", "rediss", "unix", "redis+unix"), _open, _check)
+provider = BrokerProvider(("redis", "rediss", "unix", "redis+unix", "redis+sentinel"), _open, _check)

@@ -1,0 +1,150 @@
+"""
+What a consumer tells its listeners (``service.events``), on the in-memory
+broker driven by a task.Clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import task
+from twisted.logger import Logger
+
+from tests.consumer.support import FlakyBroker, PlainBroker, Rig, decode, package
+from tests.consumer.test_service import finish, holding_rig, registry_with, stop
+from txqbroker.consumer import ConsumerListener, TaskFinished
+from txqbroker.consumer.delivery import Delivery
+from txqbroker.consumer.settlement import Action, Outcome
+
+
+class Recorder(ConsumerListener):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def fetched(self, queue: str, delivery: Delivery) -> None:
+        self.events.append(("fetched", delivery.payload))
+
+    def task_started(self, queue: str, func: str, task_id: str | None, attempt: int) -> None:
+        self.events.append(("started", (func, task_id, attempt)))
+
+    def task_finished(self, finished: TaskFinished) -> None:
+        self.events.append(("finished", finished))
+
+    def dead_lettered(
+        self, queue: str, delivery: Delivery, reason: str, task_id: str | None, func: str | None
+    ) -> None:
+        self.events.append(("dead", (reason, task_id, func)))
+
+    def handed_back(self, queue: str, delivery: Delivery) -> None:
+        self.events.append(("handed_back", delivery.payload))
+
+    def broker_down(self, queue: str, what: str, error: BaseException) -> None:
+        self.events.append(("down", what))
+
+    def broker_up(self, queue: str) -> None:
+        self.events.append(("up", queue))
+
+    def named(self, name: str) -> list[Any]:
+        return [value for event, value in self.events if event == name]
+
+
+def test_a_task_fetched_started_and_finished() -> None:
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(add=lambda x, y: x + y))
+    recorder = Recorder()
+    rig.service.events.add(recorder)
+    p = package("add", 1, 2)
+    rig.service.startService()
+    rig.turn(2.5, steps=5)
+    rig.enqueue(p)
+    rig.turn(0)
+    task_id = decode(p)["id"]
+    assert [e for e, _ in recorder.events] == ["fetched", "started", "finished"]
+    assert recorder.named("fetched") == [p] and recorder.named("started") == [("add", task_id, 1)]
+    [done] = recorder.named("finished")
+    assert (done.func, done.task_id, done.attempt, done.outcome, done.action) == (
+        "add", task_id, 1, Outcome.SUCCEEDED, Action.ACKNOWLEDGE,
+    )
+    assert done.result == 3 and done.error is None and done.duration == 0.0
+    # enqueued at 0.0 (the package says so), started at 2.5
+    assert done.queue_wait == 2.5
+    finish(rig)
+
+
+def test_failures_dead_letters_and_refusals() -> None:
+    clock = task.Clock()
+
+    def boom() -> None:
+        raise ValueError("no")
+
+    registry = registry_with(boom=boom)
+    rig = Rig(clock, registry, broker_class=PlainBroker, max_attempts=2)
+    recorder = Recorder()
+    rig.service.events.add(recorder)
+    p, unknown = package("boom"), package("nope")
+    rig.enqueue(p, b"not json", unknown)
+    rig.service.startService()
+    rig.turn(1, steps=4)
+    finished = recorder.named("finished")
+    assert [(f.outcome, f.action) for f in finished] == [
+        (Outcome.FAILED, Action.REENQUEUE),
+        (Outcome.REJECTED, Action.REJECT),
+        (Outcome.REJECTED, Action.REJECT),
+        (Outcome.EXHAUSTED, Action.DEAD_LETTER),
+    ]
+    assert isinstance(finished[0].error, ValueError) and finished[1].task is None
+    assert recorder.named("dead") == [
+        ("malformed", None, None),
+        ("UnknownTask", decode(unknown)["id"], "nope"),
+        ("failed 2 times", decode(p)["id"], "boom"),
+    ]
+    finish(rig)
+
+
+def test_hand_back_and_broker_down_and_up() -> None:
+    rig, holds = holding_rig()
+    recorder = Recorder()
+    rig.service.events.add(recorder)
+    stopped = stop(rig)
+    assert len(recorder.named("handed_back")) == 3  # the waiting ones
+    for d in holds:
+        d.callback(None)
+    rig.turn(1.0)
+    assert stopped.called
+
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(ok=lambda: None), broker_class=FlakyBroker)
+    recorder = Recorder()
+    rig.service.events.add(recorder)
+    rig.service.startService()
+    rig.turn(0)
+    rig.broker.down = True
+    rig.turn(10, steps=40)
+    rig.broker.down = False
+    rig.turn(31, steps=31)
+    assert recorder.named("down") == ["dequeue"] and recorder.named("up") == ["jobs"]
+    finish(rig)
+
+
+def test_a_failing_listener_is_logged_and_does_not_disturb() -> None:
+    class Broken(ConsumerListener):
+        def task_finished(self, finished: TaskFinished) -> None:
+            raise RuntimeError("listener bug")
+
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(ok=lambda: None))
+    events: list[dict[str, Any]] = []
+    rig.service.events.log = Logger(observer=events.append)
+    recorder = Recorder()
+    rig.service.events.add(Broken())
+    rig.service.events.add(recorder)
+    rig.enqueue(package("ok"), package("ok"))
+    rig.service.startService()
+    rig.turn(0)
+    assert rig.service.stats.processed == 2 and rig.size() == 0 and rig.unacked() == 0
+    assert len(recorder.named("finished")) == 2
+    failures = [e for e in events if "log_failure" in e]
+    assert len(failures) == 2 and failures[0]["log_failure"].check(RuntimeError)
+    rig.service.events.remove(recorder)
+    assert rig.service.events.listeners[0].__class__ is Broken
+    finish(rig)

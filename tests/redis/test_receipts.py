@@ -1,0 +1,294 @@
+"""
+The Redis receipts mode (``receipts=true``) beyond the conformance suite:
+the key layout, leases moved in one step, one round trip per batch, delivery
+counts that survive redelivery, release, fail, landing lists of stopped
+consumers, and Django Q producers feeding a receipts consumer.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+from twisted.internet import defer, reactor, task
+from zope.interface.verify import verifyObject
+
+import txqbroker
+from tests.harnesses import unique_name
+from tests.redis.helpers import command_calls, eventually
+from tests.servers import RedisServer
+from txqbroker.errors import ConfigurationError, UnknownReceipt
+from txqbroker.interfaces import IBroker, IReleasable
+from txqbroker.redis import RedisReceiptBroker
+
+
+@pytest.fixture
+def make(make: Any) -> Any:
+    """The conftest's ``make``, in receipts mode."""
+    return functools.partial(make, receipts=True)
+
+
+async def pause(seconds: float) -> None:
+    await task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["query", "keyword", "dict"],
+)
+async def test_receipts_option(redis_server: RedisServer, how: str) -> None:
+    name = unique_name()
+    if how == "query":
+        broker = await txqbroker.connect(f"{redis_server.url}?receipts=true", name=name)
+    elif how == "keyword":
+        broker = await txqbroker.connect(redis_server.url, name=name, receipts=True)
+    else:
+        broker = await txqbroker.connect(
+            {"host": "127.0.0.1", "port": redis_server.port, "receipts": "true"}, name=name
+        )
+    try:
+        assert isinstance(broker, RedisReceiptBroker)
+        assert verifyObject(IBroker, broker) and IReleasable.providedBy(broker)
+        caps = broker.capabilities
+        assert (caps.receipts, caps.release, caps.delivery_counts, caps.bulk) == (True, True, True, True)
+    finally:
+        await broker.disconnect()
+
+
+def test_bad_receipts_value_is_refused() -> None:
+    from txqbroker.registry import check_options, options_for
+
+    with pytest.raises(ConfigurationError):
+        check_options(options_for("redis://127.0.0.1:1/0?receipts=maybe"))
+
+
+async def test_dequeue_leases_and_acknowledge_ends_the_lease(make: Any, redis_py: Any) -> None:
+    broker = await make()
+    keys = broker.keys
+    redis_py.rpush(broker.key, b"a", b"b")  # a Django Q producer, unchanged
+    [(receipt, payload)] = await broker.dequeue()
+    assert payload == b"a" and broker.deliveries(receipt) == 1
+    lease = receipt.rpartition(".")[0]
+    assert redis_py.lrange(broker.key, 0, -1) == [b"b"]
+    assert redis_py.hget(keys.leased, lease) == b"a"
+    deadline = redis_py.zscore(keys.leases, lease)
+    server_ms = redis_py.time()[0] * 1000
+    assert server_ms + 50_000 < deadline <= server_ms + 61_000  # retry: 60 s
+    assert await broker.leased_size() == 1
+    await broker.acknowledge(receipt)
+    assert await broker.leased_size() == 0 and redis_py.hlen(keys.leased) == 0
+    await broker.acknowledge(receipt)  # harmless again
+
+
+async def test_a_batch_is_one_round_trip_while_packages_wait(make: Any, redis_py: Any) -> None:
+    broker = await make(bulk=4)
+    await broker.dequeue()  # loads the script
+    redis_py.rpush(broker.key, *[b"p%d" % i for i in range(6)])
+    before = command_calls(redis_py, "evalsha"), command_calls(redis_py, "blmove")
+    first = await broker.dequeue()
+    second = await broker.dequeue()
+    assert [p for _, p in first] == [b"p0", b"p1", b"p2", b"p3"]
+    assert [p for _, p in second] == [b"p4", b"p5"]
+    # two batches: two TAKE scripts, no BLMOVE (plus heartbeats, none of them BLMOVE)
+    assert command_calls(redis_py, "blmove") == before[1]
+    takes = command_calls(redis_py, "evalsha") - before[0]
+    assert 2 <= takes <= 2 + 2  # at most a couple of heartbeats in between
+    for receipt, _ in first + second:
+        await broker.acknowledge(receipt)
+
+
+async def test_an_empty_queue_waits_with_blmove(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=2, bulk=3)
+    pending = broker.dequeue()
+    await pause(0.2)
+    redis_py.rpush(broker.key, b"x", b"y")
+    got = await pending
+    assert [p for _, p in got] == [b"x", b"y"]
+    assert redis_py.llen(broker.keys.landing(broker.consumer)) == 0
+    assert await broker.leased_size() == 2
+
+
+async def test_delivery_count_survives_redelivery(make: Any) -> None:
+    broker = await make(retry=0.5, wait=0.5)
+    await broker.enqueue(b"flaky")
+    counts = []
+    for _ in range(3):
+        got: list[Any] = []
+
+        async def delivered() -> bool:
+            got.extend(await broker.dequeue())
+            return bool(got)
+
+        await eventually(delivered, 10, "the package did not come back")
+        [(receipt, payload)] = got
+        counts.append(broker.deliveries(receipt))
+    assert counts == [1, 2, 3]
+    await broker.acknowledge(receipt)
+    # acknowledged: its count is forgotten
+    assert await broker._call("t", "execute_command", "HLEN", broker.keys.deliveries) == 0
+
+
+async def test_release_puts_back_at_once_and_counts(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=0.2)
+    redis_py.rpush(broker.key, b"first", b"second")
+    [(receipt, _)] = await broker.dequeue()
+    await broker.release(receipt)
+    assert redis_py.lrange(broker.key, 0, -1) == [b"first", b"second"]
+    [(again, payload)] = await broker.dequeue()
+    assert payload == b"first" and broker.deliveries(again) == 2
+    await broker.release(receipt)  # stale: ignored
+    assert redis_py.llen(broker.key) == 1
+    await broker.acknowledge(again)
+
+
+async def test_release_with_a_delay(make: Any) -> None:
+    broker = await make(wait=0.2, retry=60)
+    await broker.enqueue(b"later")
+    [(receipt, _)] = await broker.dequeue()
+    start = reactor.seconds()
+    await broker.release(receipt, 1)
+    assert await broker.dequeue() == []
+    got: list[Any] = []
+
+    async def back() -> bool:
+        got.extend(await broker.dequeue())
+        return bool(got)
+
+    await eventually(back, 10, "the released package did not come back")
+    assert 0.9 <= reactor.seconds() - start < 8  # after the delay, well before retry
+    assert broker.deliveries(got[0][0]) == 2
+    await broker.acknowledge(got[0][0])
+    with pytest.raises(ConfigurationError):
+        await broker.release(got[0][0], -1)
+
+
+async def test_fail_keeps_the_package_aside(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=0.2, retry=0.5)
+    await broker.enqueue(b"poison")
+    [(receipt, _)] = await broker.dequeue()
+    await broker.fail(receipt)
+    assert redis_py.lrange(broker.keys.failed, 0, -1) == [b"poison"]
+    assert await broker.failed_size() == 1 and await broker.leased_size() == 0
+    await pause(1)
+    assert await broker.dequeue() == []
+
+
+@pytest.mark.parametrize("bad", [None, "x", "abc.1", "a.b.c", 7])
+async def test_malformed_receipts_are_refused(make: Any, bad: Any) -> None:
+    broker = await make()
+    for operation in (broker.acknowledge, broker.fail, broker.delete, broker.release):
+        with pytest.raises(UnknownReceipt):
+            await operation(bad)
+
+
+async def test_landing_list_of_a_stopped_consumer_goes_back(make: Any, redis_py: Any) -> None:
+    """
+    A consumer whose BLMOVE moved a package and which then died (its reply
+    lost): its landing list goes back once its heartbeat expires.
+    """
+    live = await make(retry=0.4, wait=0.2)
+    keys = live.keys
+    redis_py.sadd(keys.consumers, "dead0")
+    redis_py.rpush(keys.landing("dead0"), b"stranded")
+    redis_py.set(keys.alive("dead0"), b"1", px=300)
+    got: list[Any] = []
+
+    async def back() -> bool:
+        got.extend(await live.dequeue())
+        return bool(got)
+
+    await eventually(back, 10, "the landing list was not put back")
+    assert [p for _, p in got] == [b"stranded"] and live.deliveries(got[0][0]) == 1
+    assert not redis_py.sismember(keys.consumers, "dead0")
+    await live.acknowledge(got[0][0])
+
+
+async def test_a_lost_blmove_reply_is_taken_by_the_next_dequeue(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=0.2)
+    # as if a BLMOVE ran but its reply never arrived
+    redis_py.rpush(broker.keys.landing(broker.consumer), b"landed")
+    redis_py.rpush(broker.key, b"queued")
+    got = await broker.dequeue()
+    assert [p for _, p in got] == [b"landed"]
+    assert [p for _, p in await broker.dequeue()] == [b"queued"]
+
+
+async def test_disconnect_puts_the_landing_list_back(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=0.2)
+    redis_py.rpush(broker.keys.landing(broker.consumer), b"landed")
+    redis_py.rpush(broker.key, b"queued")
+    await broker.disconnect()
+    assert redis_py.lrange(broker.key, 0, -1) == [b"landed", b"queued"]
+    assert not redis_py.exists(broker.keys.alive(broker.consumer))
+    assert not redis_py.sismember(broker.keys.consumers, broker.consumer)
+
+
+async def test_an_abandoned_dequeue_releases_what_it_leased(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=3, bulk=3)
+    pending = broker.dequeue()
+    await pause(0.2)  # BLMOVE is waiting
+    pending.cancel()
+    with pytest.raises(defer.CancelledError):
+        await pending
+    redis_py.rpush(broker.key, b"a", b"b", b"c", b"d")
+
+    async def all_back() -> bool:
+        return redis_py.lrange(broker.key, 0, -1) == [b"a", b"b", b"c", b"d"]
+
+    await eventually(all_back, 5, "the abandoned pop did not release its packages")
+    assert await broker.leased_size() == 0
+    # nobody saw them: not counted as deliveries
+    assert [broker.deliveries(r) for r, _ in await broker.dequeue()] == [1, 1, 1]
+
+
+async def test_purge_forgets_leases_and_failures(make: Any, redis_py: Any) -> None:
+    broker = await make(wait=0.2)
+    await broker.enqueue(b"a")
+    await broker.enqueue(b"b")
+    [(receipt, _)] = await broker.dequeue()
+    await broker.purge_queue()
+    assert await broker.queue_size() == 0 and await broker.leased_size() == 0
+    await broker.acknowledge(receipt)  # names nothing now: a no-op
+
+
+async def test_acknowledge_many_is_one_round_trip(make: Any, redis_py: Any) -> None:
+    broker = await make(bulk=10, retry=0.5, wait=0.2)
+    redis_py.rpush(broker.key, *[b"p%d" % i for i in range(10)])
+    batch = await broker.dequeue()
+    assert len(batch) == 10
+    await broker.acknowledge_many([])  # nothing to do
+    with pytest.raises(UnknownReceipt):
+        await broker.acknowledge_many([batch[0][0], "bogus"])
+    assert await broker.leased_size() == 10  # nothing acknowledged
+    before = command_calls(redis_py, "evalsha")
+    await broker.acknowledge_many([receipt for receipt, _ in batch])
+    assert command_calls(redis_py, "evalsha") - before <= 1 + 1  # (a heartbeat may run)
+    assert await broker.leased_size() == 0
+    await pause(1)
+    assert await broker.dequeue() == []  # none comes back
+
+
+async def test_touch_extends_a_lease(make: Any) -> None:
+    broker = await make(retry=1, wait=0.2)
+    await broker.enqueue(b"long task")
+    [(receipt, _)] = await broker.dequeue()
+    for _ in range(3):  # 1.5 s in all: longer than retry
+        assert await broker.touch(receipt, 1) == receipt
+        await pause(0.5)
+    assert await broker.dequeue() == []  # still out
+    await broker.acknowledge(receipt)
+    with pytest.raises(UnknownReceipt):
+        await broker.touch(receipt)  # settled
+    with pytest.raises(ConfigurationError):
+        await broker.touch(receipt, 0)
+
+
+@pytest.mark.parametrize(
+    "version, supported",
+    [("7.0.15", True), ("6.2.0", True), ("6.2.14", True), ("6.0.9", False), ("5.0.7", False), ("10.1", True), ("", False)],
+)
+def test_receipts_need_redis_6_2(version: str, supported: bool) -> None:
+    from txqbroker.redis._connect import receipts_supported
+
+    assert receipts_supported(version) is supported

@@ -1,0 +1,68 @@
+"""
+The consumer service on Redis in receipts mode: ``max_attempts`` counts
+the broker's deliveries (release with a backoff), and a stop hands back
+what was not started.
+"""
+
+from __future__ import annotations
+
+
+import pytest
+
+from tests.consumer.test_brokers import Run
+from tests.servers import RedisServer
+from tests.waiting import until
+from txqbroker.tasks import TaskRegistry
+
+
+def receipts_url(server: RedisServer) -> str:
+    return f"{server.url}?receipts=true&retry=30"
+
+
+async def test_failing_task_runs_max_attempts_times(redis_server: RedisServer) -> None:
+    calls: list[int] = []
+    registry = TaskRegistry()
+
+    @registry.task(name="boom", max_attempts=3)
+    def boom(n: int) -> None:
+        calls.append(n)
+        raise ValueError("boom")
+
+    async with Run(receipts_url(redis_server), registry) as run:
+        await run.enqueue("boom", 1)
+        run.service.startService()
+        await until(lambda: run.service.stats.dead_lettered == 1, what="dead-lettered")
+        # released with a backoff each time, delivered again well before
+        # retry (30 s), counted by the broker
+        assert calls == [1, 1, 1]
+        assert run.service.stats.retried == 2
+        assert await run.producer.queue_size() == 0
+        assert await run.producer.leased_size() == 0
+        assert await run.dead.queue_size() == 1
+
+
+@pytest.mark.deadline(60)
+async def test_stop_hands_back_what_was_not_started(redis_server: RedisServer) -> None:
+    from twisted.internet import reactor, task
+
+    done: list[int] = []
+    registry = TaskRegistry()
+
+    @registry.task(name="slow")
+    async def slow(n: int) -> None:
+        await task.deferLater(reactor, 0.01, lambda: None)
+        done.append(n)
+
+    count = 300
+    async with Run(receipts_url(redis_server), registry, concurrency=5, prefetch=10) as run:
+        for i in range(count):
+            await run.enqueue("slow", i)
+        run.service.startService()
+        await until(lambda: len(done) >= 50, what="50 done")
+        await run.service.stopService()
+        assert run.service.stats.handed_back > 0
+        # nothing left out on a lease: released at once, not after retry
+        assert await run.producer.leased_size() == 0
+        queued = await run.producer.queue_size()
+        assert len(set(done)) == len(done)
+        assert len(done) + queued == count

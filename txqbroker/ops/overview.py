@@ -1,0 +1,142 @@
+"""
+One snapshot of a queue: its size, its dead-letter queue's size, and the
+consumers that publish stats for it.  ``txqbroker info``, ``txqbroker
+monitor`` and the status page all show one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+
+from txqbroker.consumer.stats import decode_record, stats_pattern
+from txqbroker.interfaces import IBroker, IStats
+
+__all__ = ["Overview", "take_overview", "consumer_rows"]
+
+Bound = Callable[["Deferred[Any]", str], "Deferred[Any]"]
+
+
+@dataclass
+class Overview:
+    """
+    :ivar queue: the queue's name.
+    :ivar size: packages waiting (``None``: could not be asked).
+    :ivar failed: packages in the dead-letter queue (``None``: unknown).
+    :ivar consumers: the consumers' published records, by id.
+    :ivar stats: whether consumers' stats can be read at all.
+    :ivar time: when the snapshot was taken (epoch seconds).
+    :ivar errors: what could not be read, for display.
+    """
+
+    queue: str
+    size: int | None = None
+    failed: int | None = None
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+    stats: bool = True
+    time: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """All the consumers' rates together (tasks/s over the last minute)."""
+        return round(sum(float(c.get("rate") or 0.0) for c in self.consumers), 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "queue": self.queue,
+            "size": self.size,
+            "failed": self.failed,
+            "rate": self.rate,
+            "consumers": self.consumers,
+            "time": self.time,
+            "errors": self.errors,
+        }
+
+
+async def _ask(overview: Overview, d: "Deferred[Any]", what: str, bound: Bound) -> Any:
+    try:
+        return await bound(d, what)
+    except Exception as e:
+        overview.errors.append(f"{what}: {e or type(e).__name__}")
+        return None
+
+
+async def take_overview(
+    broker: IBroker,
+    dead: IBroker | None,
+    stats: IStats | None,
+    bound: Bound,
+    now: Callable[[], float] = time.time,
+) -> Overview:
+    """
+    Read the queue's size, the dead-letter queue's size and the consumers'
+    records.  Never raises: what cannot be read is left ``None`` and named
+    in :attr:`Overview.errors`.
+
+    :param stats: where consumers publish (``None``: the broker cannot store
+        stats; no consumers are listed).
+    :param bound: bounds each operation.
+    """
+    overview = Overview(queue=broker.name, time=now(), stats=stats is not None)
+    overview.size = await _ask(overview, broker.queue_size(), "queue size", bound)
+    if dead is not None:
+        overview.failed = await _ask(overview, dead.queue_size(), "dead-letter queue size", bound)
+    if stats is not None:
+        values = await _ask(overview, stats.get_stats(stats_pattern(broker.name)), "consumers", bound)
+        records = [decode_record(v) for v in values or []]
+        overview.consumers = sorted((r for r in records if r is not None), key=lambda r: str(r["id"]))
+    return overview
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+#: the columns of the consumers' table: (heading, right-aligned)
+CONSUMER_COLUMNS = (
+    ("host", False),
+    ("pid", True),
+    ("state", False),
+    ("processed", True),
+    ("failed", True),
+    ("in flight", True),
+    ("rate/s", True),
+    ("uptime", True),
+)
+
+
+def consumer_rows(overview: Overview) -> list[list[str]]:
+    """The consumers as rows of text, in :data:`CONSUMER_COLUMNS` order."""
+    rows = []
+    for r in overview.consumers:
+        rate = r.get("rate")
+        rows.append(
+            [
+                str(r.get("host", "?")),
+                str(r.get("pid", "?")),
+                str(r.get("state", "?")),
+                str(r.get("processed", "?")),
+                str(r.get("failed", "?")),
+                str(r.get("in_flight", "?")),
+                f"{rate:.1f}" if isinstance(rate, (int, float)) else "?",
+                _duration(r.get("uptime")),
+            ]
+        )
+    return rows

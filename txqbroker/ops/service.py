@@ -1,0 +1,80 @@
+"""
+``twistd qbroker --http=<endpoint>``: the consumer service together with its
+HTTP listener (:mod:`txqbroker.ops.web`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+
+from txqbroker.errors import ConfigurationError
+from txqbroker.ops.listener import OpsListener
+from txqbroker.ops.metrics import Metrics
+from txqbroker.ops.observer import ConsumerObserver
+from txqbroker.ops.web import ConsumerView, QuietSite, RecentFailures, make_root
+
+__all__ = ["WithHTTP", "check_endpoint", "http_service", "with_http"]
+
+
+def check_endpoint(description: str) -> None:
+    """
+    :raise ConfigurationError: when ``description`` is not a Twisted server
+        endpoint string (e.g. ``tcp:8080:interface=127.0.0.1``).
+    """
+    try:
+        serverFromString(None, description)
+    except Exception as e:  # ValueError, KeyError, TypeError... from the parsers
+        raise ConfigurationError(
+            f"--http: {description!r} is not a server endpoint such as tcp:8080:interface=127.0.0.1 ({e})"
+        ) from None
+
+
+def http_service(description: str, view: ConsumerView, reactor: Any) -> StreamServerEndpointService:
+    """The listener serving :func:`~txqbroker.ops.web.make_root` on ``description``."""
+    service = StreamServerEndpointService(serverFromString(reactor, description), QuietSite(make_root(view)))
+    # a port that cannot be listened on stops twistd at start-up, loudly
+    service._raiseSynchronously = True
+    return service
+
+
+class WithHTTP(MultiService):
+    """
+    Runs ``main`` (the consumer, or the services holding it) and ``http``;
+    on stop, the listener stays up until ``main`` has stopped, so that
+    ``/health/ready`` answers 503 while the consumer drains.
+    """
+
+    def __init__(self, main: IService, http: IService) -> None:
+        super().__init__()
+        self.main, self.http = main, http
+        main.setServiceParent(self)
+        http.setServiceParent(self)
+
+    def stopService(self) -> "Deferred[None]":
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        try:
+            await maybeDeferred(self.main.stopService)
+        finally:
+            await maybeDeferred(self.http.stopService)
+
+
+def with_http(description: str | None, consumer: Any, top: IService, reactor: Any) -> IService:
+    """
+    ``top`` alone when there is no ``--http``; else ``top`` and a listener
+    on ``description`` for ``consumer``, with a metrics registry of its own.
+    """
+    if not description:
+        return top
+    metrics = Metrics(consumer.stats)
+    failures = RecentFailures()
+    consumer.events.add(OpsListener(ConsumerObserver(reactor, metrics, failures)))
+    view = ConsumerView(consumer, consumer.stats_target, reactor, failures, metrics)
+    return WithHTTP(top, http_service(description, view, reactor))
