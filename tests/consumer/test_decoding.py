@@ -73,3 +73,20 @@ def test_the_threshold_is_checked() -> None:
     assert ConsumerConfig().thread_decode_size == 64 * 1024
     with pytest.raises(ConfigurationError):
         ConsumerConfig(thread_decode_size=-1)
+
+
+def test_without_a_thread_pool_large_packages_are_decoded_at_once() -> None:
+    """A reactor with no thread pool (a test's Clock) still decodes a large package; it is not refused."""
+    from twisted.internet import task
+
+    registry = TaskRegistry()
+    registry.register(len, name="size")
+    store = ListResultStore()
+    rig = Rig(task.Clock(), registry, result_store=store, thread_decode_size=10)
+    rig.enqueue(package("size", "z" * 100))
+    rig.service.startService()
+    rig.turn(0)
+    assert [o["result"] for o in store.outcomes.values()] == [100] and rig.dead() == []
+    d = rig.service.stopService()
+    rig.turn(1)
+    assert d.called

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Coroutine, Mapping, TypeVar
 
-from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout
+from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -109,8 +109,16 @@ class Runner:
         return d.addBoth(forget)
 
     def in_pool(self, func: Callable[..., T], *args: Any) -> "Deferred[T]":
-        """Call ``func(*args)`` in the thread pool (the one ``thread=True`` tasks use)."""
-        pool = self._threadpool if self._threadpool is not None else self._reactor.getThreadPool()
+        """
+        Call ``func(*args)`` in the thread pool (the one ``thread=True`` tasks
+        use); at once when there is none (a test's ``task.Clock`` reactor).
+        """
+        pool = self._threadpool
+        if pool is None:
+            get_pool = getattr(self._reactor, "getThreadPool", None)
+            if get_pool is None:
+                return maybeDeferred(func, *args)
+            pool = get_pool()
         return deferToThreadPool(self._reactor, pool, func, *args)
 
     def cancel_all(self) -> None:
