@@ -329,8 +329,8 @@ class RedisBroker:
             )
         except Exception:
             self.log.warn("disconnect: pops still in flight on {queue}; closing", queue=self.key)
-        self._pops.stop()
         await self._before_close()
+        self._pops.stop()
         for thing in self._owned:
             try:
                 await bounded(thing.disconnect(), self.options.timeout, self._clock, "disconnect")
