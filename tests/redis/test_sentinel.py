@@ -61,7 +61,12 @@ async def test_no_sentinel_answers() -> None:
 
 
 @pytest.mark.deadline(120)
-async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels) -> None:
+@pytest.mark.parametrize("how", ["master-killed", "forced-failover"])
+async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels, how: str) -> None:
+    """
+    The master killed (``SIGKILL``), or demoted by ``SENTINEL FAILOVER``
+    while it keeps running (a replica now: it must not be used again).
+    """
     name = unique_name("sentinel")
     options: dict[str, Any] = dict(name=name, timeout=1, connect_timeout=1)
     producer = await txqbroker.connect(sentinels.url, **options)
@@ -103,7 +108,14 @@ async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels) -
         assert unacknowledged
         old = sentinels.master_port()
         await eventually(lambda: sentinels.replicated(old), 10, "replication caught up")
-        sentinels.server(old).proc.kill()  # type: ignore[union-attr]
+        if how == "master-killed":
+            sentinels.server(old).proc.kill()  # type: ignore[union-attr]
+        else:
+            client = sentinels.client(sentinels.ports[0])
+            try:
+                client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+            finally:
+                client.close()
 
         for payload in sent[50:]:
             await eventually(lambda: enqueue(payload), 30, "an enqueue after the failover")
