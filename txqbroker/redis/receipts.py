@@ -158,10 +158,10 @@ class RedisReceiptBroker(RedisBroker):
 
     # -- plumbing ----------------------------------------------------------
 
-    def _eval(self, script: Script, keys: list[str], args: list[Any], what: str, target: Any = None) -> "Deferred[Any]":
+    def _eval(self, script: Script, keys: list[str], args: list[Any], what: str) -> "Deferred[Any]":
         """Run ``script`` (on the command connection), bounded by ``timeout``."""
         try:
-            target = target or ready_connection(self._commands_factory) or self._commands
+            target = ready_connection(self._commands_factory) or self._commands
             d = script(target, keys, args)
         except Exception:
             return fail(translate(Failure(), what))
