@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable
@@ -191,4 +191,21 @@ def test_commands_go_straight_to_the_ready_connection() -> None:
     fired(broker.enqueue(b"through the handler"))
     assert connection.sent == [("RPUSH", "django_q:q:q", b"direct")]
     assert handler.sent == [("RPUSH", "django_q:q:q", b"through the handler")]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_package_that_cannot_be_handed_back_is_logged_whole() -> None:
+    import base64
+
+    from twisted.logger import LogLevel, capturedLogs
+
+    clock, redis, broker = make()
+    pending = broker.dequeue()
+    pending.cancel()
+    assert isinstance(fired(pending).value, CancelledError)
+    redis.execute_command = lambda *args: fail(BrokerUnavailable("the broker was disconnected"))  # type: ignore[method-assign]
+    with capturedLogs() as events:
+        redis.pops[0].callback([KEY, b"\x00precious"])
+    [event] = [e for e in events if e["log_level"] == LogLevel.critical]
+    assert event["packages"] == base64.b64encode(b"\x00precious").decode("ascii")
     assert clock.getDelayedCalls() == []

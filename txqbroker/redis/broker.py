@@ -14,6 +14,7 @@ reactor): it only calls the handlers it is given.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -204,11 +205,13 @@ class RedisBroker:
             d = fail()
 
         def lost(failure: Failure) -> None:
-            self.log.failure(
-                "could not hand {count} package(s) back to {queue}: they are lost",
-                failure,
+            self.log.critical(
+                "could not hand {count} package(s) back to {queue} ({error}): they follow, "
+                "base64-encoded, so that they can be enqueued by hand: {packages}",
                 count=len(payloads),
                 queue=self.key,
+                error=failure.getErrorMessage(),
+                packages=" ".join(base64.b64encode(p).decode("ascii") for p in payloads),
             )
 
         return d.addCallbacks(lambda _: None, lost)
