@@ -224,6 +224,7 @@ class Options(usage.Options):
 
     optFlags = [
         ["no-scheduler", None, "Do not run the scheduler (schedules run on the other consumers)."],
+        ["log-tasks", None, "Log every task that succeeded at info level (default: debug; the summary stays)."],
     ]
 
     def parseOptions(self, options: Any = None) -> None:
@@ -290,6 +291,7 @@ class Options(usage.Options):
                 drain_timeout=self["drain-timeout"],
                 stats_interval=self["stats-interval"],
                 summary_interval=self["summary-interval"],
+                log_tasks=bool(self["log-tasks"]),
                 result_ttl=self["result-ttl"],
                 broker_backoff=Backoff(0.5, 30.0, 2.0),
             )
@@ -386,6 +388,18 @@ def _exit_status(service: Any) -> None:
     atexit.register(leave)
 
 
+def _log_from_info(service: ConsumerService) -> None:
+    """
+    twistd writes every event to its log file, debug ones too: the
+    consumer's own events go through a filter at info level, so that its
+    debug lines (each task that succeeded, unless ``--log-tasks``) stay out.
+    """
+    from twisted.logger import FilteringLogObserver, Logger, LogLevel, LogLevelFilterPredicate, globalLogPublisher
+
+    at_info = FilteringLogObserver(globalLogPublisher, [LogLevelFilterPredicate(LogLevel.info)])
+    service.log = Logger(service.log.namespace, service, observer=at_info)
+
+
 def makeService(options: Options) -> IService:
     """The consumer service for parsed ``options``."""
     from twisted.internet import reactor
@@ -427,6 +441,7 @@ def makeService(options: Options) -> IService:
         result_store=results,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
+    _log_from_info(service)
     _as_worker(service, reactor)
     scheduler = _scheduler(options, reactor)
     top: IService = service

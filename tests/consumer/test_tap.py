@@ -33,6 +33,7 @@ def test_defaults() -> None:
     config = options["config"]
     assert (config.concurrency, config.prefetch, config.max_attempts) == (10, 10, 3)
     assert isinstance(options["codec_instance"], JSONCodec)
+    assert config.log_tasks is False and parse("--log-tasks")["config"].log_tasks is True
 
 
 def test_backend_names_urls_and_settings() -> None:

@@ -6,10 +6,11 @@ and cancels them when the stop is aborted.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Coroutine, Mapping
+from typing import Any, Callable, Coroutine, Mapping, TypeVar
 
 from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -19,6 +20,8 @@ from txqbroker.consumer.delivery import Delivery, TaskTimeout
 from txqbroker.tasks import RegisteredTask
 
 __all__ = ["Runner"]
+
+T = TypeVar("T")
 
 
 class Runner:
@@ -104,6 +107,11 @@ class Runner:
             return result
 
         return d.addBoth(forget)
+
+    def in_pool(self, func: Callable[..., T], *args: Any) -> "Deferred[T]":
+        """Call ``func(*args)`` in the thread pool (the one ``thread=True`` tasks use)."""
+        pool = self._threadpool if self._threadpool is not None else self._reactor.getThreadPool()
+        return deferToThreadPool(self._reactor, pool, func, *args)
 
     def cancel_all(self) -> None:
         """Cancel every running task (an aborted stop)."""

@@ -25,7 +25,13 @@ from txqbroker.consumer.stats import ConsumerStats
 from txqbroker.consumer.timing import Sleeper, broker_bound
 from txqbroker.interfaces import IBroker, ICodec, IReleasable
 
-__all__ = ["Settler", "reason_of"]
+__all__ = ["Settler", "named", "reason_of"]
+
+
+def named(delivery: Delivery, fields: Mapping[str, Any]) -> str:
+    """How log lines name a package: ``task <id>`` when it has one, else ``package #<serial>``."""
+    task_id = fields.get("task_id")
+    return f"task {task_id}" if isinstance(task_id, str) and task_id else f"package #{delivery.serial}"
 
 
 def reason_of(failure: Failure) -> str:
@@ -138,7 +144,8 @@ class Settler:
 
     def _not_removed(self, delivery: Delivery, error: Exception, fields: Mapping[str, Any]) -> None:
         self.log.warn(
-            "could not remove dead-lettered package {serial}: {error}; it may be delivered again",
+            "could not remove dead-lettered {package}: {error}; it may be delivered again",
+            package=named(delivery, fields),
             serial=delivery.serial,
             error=str(error),
             **fields,
@@ -154,7 +161,8 @@ class Settler:
         }
         self.stats.failed += 1
         self.log.error(
-            "rejected package {serial} ({reason}): {error}",
+            "rejected {package} ({reason}): {error}",
+            package=named(delivery, fields),
             serial=delivery.serial,
             reason=reason_of(failure),
             error=str(failure.value),
@@ -174,7 +182,8 @@ class Settler:
             return
         self.stats.dead_lettered += 1
         self.log.error(
-            "package {serial} moved to {dead_letter_queue} ({why})",
+            "{package} moved to {dead_letter_queue} ({why})",
+            package=named(delivery, fields),
             serial=delivery.serial,
             dead_letter_queue=dead.name,
             why=why,
