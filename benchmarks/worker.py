@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.measure import percentiles, stamp_of, stamped, timed, emit  # noqa: E402
+from benchmarks.measure import Timed, emit, percentiles, stamp_of, stamped, timed  # noqa: E402
 
 QUEUE = "bench"
 KEY = f"django_q:{QUEUE}:q"
@@ -168,6 +168,24 @@ def in_flight(total: int, width: int, call: Callable[[], Any]) -> Any:
     return done
 
 
+async def enqueue_workload(broker: Any, workload: str, count: int, package: bytes) -> Timed:
+    """``enqueue_one``, ``enqueue_100`` or ``enqueue_many`` on any broker."""
+    if workload == "enqueue_one":
+        with timed() as t:
+            for _ in range(count):
+                await broker.enqueue(package)
+    elif workload == "enqueue_100":
+        with timed() as t:
+            await in_flight(count, WIDTH, lambda: broker.enqueue(package))
+    elif workload == "enqueue_many":
+        with timed() as t:
+            for start in range(0, count, WIDTH):
+                await broker.enqueue_many([package] * min(WIDTH, count - start))
+    else:
+        raise SystemExit(f"no workload {workload}")
+    return t
+
+
 async def txq_workload(reactor: Any, workload: str, port: int, count: int, size: int) -> None:
     import txqbroker
 
@@ -181,21 +199,8 @@ async def txq_workload(reactor: Any, workload: str, port: int, count: int, size:
             fill(port, count, size)
         else:
             await broker.purge_queue()
-        if workload == "enqueue_one":
-            with timed() as t:
-                for _ in range(count):
-                    await broker.enqueue(package)
-        elif workload == "enqueue_100":
-            with timed() as t:
-                await in_flight(count, WIDTH, lambda: broker.enqueue(package))
-        elif workload == "enqueue_many":
-            enqueue_many = getattr(broker, "enqueue_many", None)
-            if enqueue_many is None:
-                print('{"skipped": "this broker has no enqueue_many"}', flush=True)
-                return
-            with timed() as t:
-                for start in range(0, count, WIDTH):
-                    await enqueue_many([package] * min(WIDTH, count - start))
+        if workload.startswith("enqueue"):
+            t = await enqueue_workload(broker, workload, count, package)
         elif workload in ("dequeue_one", "dequeue_bulk"):
             got = 0
             with timed() as t:
@@ -279,24 +284,7 @@ async def disque_workload(reactor: Any, workload: str, nodes: str, count: int, s
     package = b"x" * size
     try:
         await broker.purge_queue()
-        if workload == "enqueue_one":
-            with timed() as t:
-                for _ in range(count):
-                    await broker.enqueue(package)
-        elif workload == "enqueue_100":
-            with timed() as t:
-                await in_flight(count, WIDTH, lambda: broker.enqueue(package))
-        elif workload == "enqueue_many":
-            enqueue_many = getattr(broker, "enqueue_many", None)
-            if enqueue_many is None:
-                print('{"skipped": "this broker has no enqueue_many"}', flush=True)
-                return
-            with timed() as t:
-                for start in range(0, count, WIDTH):
-                    await enqueue_many([package] * min(WIDTH, count - start))
-        else:
-            raise SystemExit(f"txq-disque has no workload {workload}")
-        emit(count, t)
+        emit(count, await enqueue_workload(broker, workload, count, package))
     finally:
         await broker.purge_queue()
         await broker.disconnect()
