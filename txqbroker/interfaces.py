@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IBroker",
     "IEnqueueMany",
+    "IAcknowledgeMany",
     "IReleasable",
     "IStats",
     "ICodec",
@@ -150,6 +151,23 @@ class IEnqueueMany(Interface):
         :return: a Deferred firing with one tracking id per package, in
             order.  Each provider's page says whether a failure can leave
             part of them sent.
+        """
+
+
+class IAcknowledgeMany(Interface):
+    """
+    A broker that acknowledges many receipts at once, in fewer round trips
+    than one :meth:`IBroker.acknowledge` each (the consumer batches its
+    acknowledgements through it).  Optional, like :class:`IEnqueueMany`.
+    """
+
+    def acknowledge_many(task_ids: "Sequence[str | None]") -> "Deferred[None]":
+        """
+        :meth:`IBroker.acknowledge` each receipt, with the same meaning for
+        stale and repeated ones.
+
+        :raise txqbroker.errors.UnknownReceipt: (errback) when one cannot be
+            a receipt of this broker; none is acknowledged then.
         """
 
 

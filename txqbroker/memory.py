@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerUnavailable, ConfigurationError, UnknownReceipt
-from txqbroker.interfaces import IBroker, IEnqueueMany, IReleasable, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable, IStats
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload, check_payloads, check_stat
 from txqbroker.registry import BrokerProvider
@@ -76,7 +76,7 @@ class MemoryStore:
 _stores: dict[str, MemoryStore] = {}
 
 
-@implementer(IBroker, IEnqueueMany, IReleasable, IStats)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable, IStats)
 class MemoryBroker:
     """
     An in-memory receipt broker.
@@ -272,6 +272,17 @@ class MemoryBroker:
             queue.ready.remove(mid)
         except ValueError:
             pass
+
+    def acknowledge_many(self, task_ids: Sequence[str | None]) -> "Deferred[None]":
+        """:meth:`acknowledge` each (all receipts are checked first)."""
+        try:
+            found = [self._current(task_id) for task_id in task_ids]
+        except UnknownReceipt:
+            return fail()
+        for item in found:
+            if item is not None:
+                self._forget(*item)
+        return succeed(None)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """Forget the package; a stale or repeated receipt is a no-op."""

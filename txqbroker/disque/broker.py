@@ -24,7 +24,7 @@ from txqbroker.disque.cluster import DisqueConnection
 from txqbroker.disque.commands import addjob_args
 from txqbroker.disque.types import Job, text
 from txqbroker.errors import BrokerError, ConfigurationError, UnknownReceipt
-from txqbroker.interfaces import IBroker, IEnqueueMany, IReleasable, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable, IStats
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload, check_payloads
 
@@ -100,7 +100,7 @@ def _check_delay(delay: object) -> None:
         raise ConfigurationError(f"delay must be a non-negative number, not {delay!r}")
 
 
-@implementer(IBroker, IEnqueueMany, IReleasable)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable)
 class DisqueBroker:
     """
     A Disque queue with delivery receipts.
@@ -304,6 +304,17 @@ class DisqueBroker:
             await self.connection.fastack(job_id)
         else:
             await self.connection.ackjob(job_id)
+
+    @from_coroutine
+    async def acknowledge_many(self, task_ids: Sequence[str | None]) -> None:
+        """One ``ACKJOB`` (``FASTACK``) naming every job."""
+        job_ids = [check_job_id(task_id) for task_id in task_ids]
+        if not job_ids:
+            return
+        if self.settings.fastack:
+            await self.connection.fastack(*job_ids)
+        else:
+            await self.connection.ackjob(*job_ids)
 
     @from_coroutine
     async def fail(self, task_id: str | None) -> None:

@@ -40,12 +40,13 @@ from txqbroker._deferreds import from_coroutine
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import (
     AuthenticationError,
+    BrokerError,
     ConfigurationError,
     ProtocolError,
     UnknownReceipt,
 )
 from txqbroker.http import HTTPService, Response
-from txqbroker.interfaces import IBroker, IEnqueueMany, IReleasable
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable
 from txqbroker.ironmq.bodies import BodyCodec
 from txqbroker.ironmq.config import IronSettings
 from txqbroker.ironmq.errors import NotFound, StaleReservation, decode_error
@@ -155,7 +156,7 @@ def _messages(response: Response) -> list[dict[str, Any]]:
     return messages
 
 
-@implementer(IBroker, IEnqueueMany, IReleasable)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable)
 class IronMQBroker:
     """
     One IronMQ v3 pull queue.  Make one with :func:`txqbroker.connect`
@@ -415,6 +416,33 @@ class IronMQBroker:
         """
         receipt = Receipt.parse(task_id)
         await self._delete_message(receipt.message_id, receipt.reservation_id)
+
+    @from_coroutine
+    async def acknowledge_many(self, task_ids: Sequence[str | None]) -> None:
+        """
+        Delete the messages with their reservations, 100 per request.  When
+        IronMQ refuses a request (a stale reservation among them), its
+        messages are acknowledged one by one, so that the current ones are
+        deleted; the first error is raised then.
+        """
+        receipts = [Receipt.parse(task_id) for task_id in task_ids]
+        for start in range(0, len(receipts), MAX_BULK):
+            chunk = receipts[start : start + MAX_BULK]
+            entries = [
+                {"id": r.message_id, **({"reservation_id": r.reservation_id} if r.reservation_id else {})}
+                for r in chunk
+            ]
+            try:
+                await self._service.request("DELETE", f"{self._path}/messages", json={"ids": entries})
+            except BrokerError:
+                errors = []
+                for r in chunk:
+                    try:
+                        await self._delete_message(r.message_id, r.reservation_id)
+                    except BrokerError as e:
+                        errors.append(e)
+                if errors:
+                    raise errors[0] from None
 
     @from_coroutine
     async def fail(self, task_id: str | None) -> None:

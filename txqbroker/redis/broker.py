@@ -26,7 +26,7 @@ from txqbroker._deferreds import bounded
 from txqbroker._ids import tracking_id
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerUnavailable, ProtocolError
-from txqbroker.interfaces import IBroker, IEnqueueMany, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IStats
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload, check_payloads, check_stat
 from txqbroker.redis.errors import translate
@@ -42,7 +42,7 @@ __all__ = ["RedisBroker"]
 SCAN_COUNT = 200
 
 
-@implementer(IBroker, IEnqueueMany, IStats)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IStats)
 class RedisBroker:
     """
     A queue in Redis, shared with Django Q (same keys, same commands).
@@ -241,6 +241,10 @@ class RedisBroker:
         A no-op: plain Redis has no receipts; a dequeued package is already
         gone from Redis.
         """
+        return succeed(None)
+
+    def acknowledge_many(self, task_ids: "Sequence[str | None]") -> "Deferred[None]":
+        """A no-op, as :meth:`acknowledge`."""
         return succeed(None)
 
     def fail(self, task_id: str | None) -> "Deferred[None]":

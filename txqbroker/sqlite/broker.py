@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerUnavailable, ConfigurationError
-from txqbroker.interfaces import IBroker, IEnqueueMany, IReleasable, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable, IStats
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload, check_payloads
 from txqbroker.sqlite.store import (
@@ -92,7 +92,7 @@ def check_settings(options: BrokerOptions) -> float:
     return _poll_interval(options)
 
 
-@implementer(IBroker, IEnqueueMany, IReleasable, IStats)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable, IStats)
 class SQLiteBroker:
     """
     A receipt broker in an SQLite file, shared safely by several producer
@@ -487,6 +487,21 @@ class SQLiteBroker:
         if file != self._db.reopened:
             return False
         return f(*args)
+
+    def acknowledge_many(self, task_ids: Sequence[str | None]) -> "Deferred[None]":
+        """:meth:`acknowledge` each receipt, in one transaction."""
+        try:
+            receipts = [parse_receipt(task_id) for task_id in task_ids]
+        except Exception:
+            return fail()
+
+        def remove() -> None:
+            # receipts of a file since replaced name nothing here (stale)
+            current = [(mid, n) for mid, n, file in receipts if file == self._db.reopened]
+            if current:
+                self._db.acknowledge_many(self.name, current)
+
+        return self._run(remove)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """

@@ -415,6 +415,21 @@ class QueueDatabase:
             )
         )
 
+    def acknowledge_many(self, queue: str, deliveries: list[tuple[int, int]]) -> int:
+        """
+        :meth:`acknowledge` each ``(message id, delivery number)`` in one
+        transaction.
+
+        :return: how many were removed.
+        """
+        with self._writing() as conn:
+            return sum(
+                conn.execute(
+                    "DELETE FROM txqbroker_messages" + _CURRENT, (message_id, queue, number)
+                ).rowcount
+                for message_id, number in deliveries
+            )
+
     def release(
         self, queue: str, message_id: int, number: int, visible_at: float
     ) -> bool:

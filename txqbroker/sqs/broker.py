@@ -37,7 +37,7 @@ from zope.interface import implementer
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerError, ConfigurationError, UnknownReceipt
 from txqbroker.http import HTTPService, Response
-from txqbroker.interfaces import IBroker, IEnqueueMany, IReleasable
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable
 from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload, check_payloads
 from txqbroker.sqs.bodies import ENCODING_ATTRIBUTE, BodyCodec, decode_body
@@ -101,7 +101,7 @@ def _receipt(task_id: Any) -> str:
     return task_id
 
 
-@implementer(IBroker, IEnqueueMany, IReleasable)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable)
 class SQSBroker:
     """
     A broker on one SQS queue.  Made by :func:`txqbroker.connect` with an
@@ -457,7 +457,7 @@ class SQSBroker:
         """
         return self.acknowledge(task_id)
 
-    def acknowledge_many(self, task_ids: Sequence[str]) -> "Deferred[None]":
+    def acknowledge_many(self, task_ids: Sequence[str | None]) -> "Deferred[None]":
         """
         ``DeleteMessageBatch``, 10 receipts per request.
 
