@@ -263,7 +263,7 @@ class RedisReceiptBroker(RedisBroker):
         """
         return self._settle([task_id], "acknowledge", keep=False)
 
-    def acknowledge_many(self, task_ids: Sequence[str]) -> "Deferred[None]":
+    def acknowledge_many(self, task_ids: "Sequence[str | None]") -> "Deferred[None]":
         """
         :meth:`acknowledge` several receipts in one round trip.
 
