@@ -392,7 +392,7 @@ def test_stats_published_with_expiry() -> None:
 
 def test_summary_line() -> None:
     clock = task.Clock()
-    rig = Rig(clock, registry_with(ok=lambda: None), summary_interval=10)
+    rig = Rig(clock, registry_with(ok=lambda: None), summary_interval=10, log_tasks=True)
     events: list[dict[str, Any]] = []
     rig.service.log = Logger(observer=events.append)
     rig.enqueue(*[package("ok") for _ in range(20)])
@@ -403,6 +403,23 @@ def test_summary_line() -> None:
     done = [e for e in events if e["log_format"].startswith("task {task_id} {func} done")]
     assert len(done) == 20
     assert {"task_id", "func", "duration", "attempt"} <= set(done[0])
+    finish(rig)
+
+
+def test_succeeded_tasks_get_no_line_of_their_own_by_default() -> None:
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(ok=lambda: None, bad=lambda: 1 / 0), summary_interval=10)
+    events: list[dict[str, Any]] = []
+    rig.service.log = Logger(observer=events.append)
+    rig.enqueue(package("ok"), package("ok"), package("bad"))
+    rig.service.startService()
+    rig.turn(10)
+    assert rig.service.stats.processed == 2
+    assert not [e for e in events if e["log_format"].startswith("task {task_id} {func} done")]
+    # failures are logged all the same, and the summary counts the successes
+    assert [e for e in events if e["log_format"].startswith("task {task_id} {func} failed")]
+    [summary] = [e for e in events if "tasks/s" in e["log_format"]]
+    assert summary["processed"] == 2
     finish(rig)
 
 

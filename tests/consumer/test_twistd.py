@@ -199,7 +199,7 @@ async def test_twist_json_log_has_structured_fields(redis_server: Any, tmp_path:
 
     async with Queues(redis_server.url) as queues:
         await queues.enqueue(3, "sample.noop")
-        args = qbroker(queues)[3:]  # after "twistd -n --pidfile="
+        args = [*qbroker(queues)[3:], "--log-tasks"]  # after "twistd -n --pidfile="
         child = spawn(["twist", "--log-format=json", *args], cwd=str(tmp_path))
 
         def done_events() -> list[dict[str, Any]]:

@@ -138,9 +138,10 @@ class Journey:
         """The task finished and its package is settled: count, log, tell listeners."""
         if outcome is Outcome.SUCCEEDED:
             self.stats.processed += 1
-            self.log.info(
-                "task {task_id} {func} done in {duration:.3f} s (attempt {attempt})", duration=duration, **fields
-            )
+            if self.config.log_tasks:
+                self.log.info(
+                    "task {task_id} {func} done in {duration:.3f} s (attempt {attempt})", duration=duration, **fields
+                )
         elif failure is not None and outcome is not Outcome.INTERRUPTED:
             self.stats.failed += 1
             self.log.warn(
