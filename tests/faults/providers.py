@@ -1,0 +1,86 @@
+"""
+The providers the fault scenarios run against, and how each is reached.
+
+Every URL carries short timeouts so that a scenario sees a fault's whole
+course within CI's budget: ``wait=1`` (a dequeue's long poll),
+``timeout=2`` (every other operation), ``connect_timeout=2``, and
+``retry=5`` (how long a delivered, unacknowledged package stays out on a
+receipt broker).  A stall of :data:`FREEZE` seconds outlasts all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tests.faults import servers
+from tests.sqs.motoserver import ACCESS_KEY, REGION, SECRET_KEY
+
+TIMEOUTS = {"wait": 1, "timeout": 2, "connect_timeout": 2, "retry": 5}
+QUERY = "&".join(f"{k}={v}" for k, v in TIMEOUTS.items())
+
+#: how long a server is frozen, or the network stalled: longer than every
+#: timeout above (and the 10 s of the issue's acceptance)
+FREEZE = 10.0
+
+#: the consumer's ``--concurrency`` and ``--prefetch`` in every scenario
+CONCURRENCY = 8
+PREFETCH = 8
+
+
+@dataclass(frozen=True)
+class Provider:
+    """
+    One provider (and mode) under test.
+
+    :ivar receipts: whether a delivered package stays on the server until it
+        is acknowledged (so nothing may be lost).
+    :ivar server: makes the server process (``port, directory``), or
+        ``None`` for an embedded store.
+    :ivar consumer_args: extra ``twistd qbroker`` arguments.
+    """
+
+    name: str
+    receipts: bool
+    server: Callable[[int, str], servers.ServerProcess] | None
+    url_format: str
+    consumer_args: tuple[str, ...] = field(default=())
+
+    def url(self, port: int, directory: str) -> str:
+        """The backend URL reaching the server on ``port``."""
+        return self.url_format.format(
+            port=port,
+            path=os.path.join(directory, "queue.db"),
+            query=QUERY,
+            key=ACCESS_KEY,
+            secret=SECRET_KEY,
+            region=REGION,
+            token=servers.IRONMQ_TOKEN,
+            project=servers.IRONMQ_PROJECT,
+        )
+
+
+REDIS = "redis://127.0.0.1:{port}/0?{query}"
+
+PROVIDERS = {
+    p.name: p
+    for p in [
+        Provider("redis", False, servers.redis_server, REDIS),
+        Provider("redis-receipts", True, servers.redis_server, REDIS, ("-o", "receipts=true")),
+        Provider("sqlite", True, None, "sqlite:///{path}?{query}"),
+        Provider("disque", True, servers.disque_server, "disque://127.0.0.1:{port}?{query}"),
+        Provider(
+            "sqs",
+            True,
+            servers.moto_server,
+            "sqs://{key}:{secret}@?region={region}&endpoint=http://127.0.0.1:{port}&{query}",
+        ),
+        Provider(
+            "ironmq",
+            True,
+            servers.ironmq_server,
+            "ironmq://{token}@127.0.0.1:{port}/{project}?protocol=http&{query}",
+        ),
+    ]
+}
