@@ -81,19 +81,28 @@ class FaultProxy:
         #: stalled connections and the data held back for them, in order
         self.held: dict[Any, list[tuple[Any, bytes]]] = {}
         self.refusing = False
+        self.replies_only = False
         self._port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
         self.port: int = self._port.getHost().port
 
     def _pass(self, connection: Any, transport: Any, data: bytes) -> None:
         if connection in self.silent:
             return
-        if connection in self.held:
+        if connection in self.held and (transport is connection.transport or not self.replies_only):
             self.held[connection].append((transport, data))
             return
         transport.write(data)
 
-    def stall(self) -> int:
-        """Hold back the data of every connection open now; :return: how many."""
+    def stall(self, replies_only: bool = False) -> int:
+        """
+        Hold back the data of every connection open now.
+
+        :param replies_only: hold back only what the server sends: requests
+            still arrive (and the server acts on them), their replies are
+            late.
+        :return: how many connections stalled.
+        """
+        self.replies_only = replies_only
         for connection in self.open:
             self.held.setdefault(connection, [])
         return len(self.open)

@@ -46,3 +46,27 @@ def stand(request: Any, tmp_path: Any) -> Iterator[Stand]:
         yield stand
     finally:
         block(Deferred.fromCoroutine(stand.close()), 60, "closing the stand")
+
+
+#: scenarios plain Redis is known to fail until stall-safe pops land (issue
+#: 10, the Redis provider's branch): strict, so that the mark must go when
+#: they do
+STALL_LOSS = (
+    "plain Redis loses the package of a BLPOP whose reply is lost: the pop watchdog aborts a "
+    "connection that is merely slow while the server still executes the pop (issue 10: "
+    "stall-safe pops)"
+)
+KNOWN_LOSSES = {
+    ("test_freeze_server", "redis"): STALL_LOSS,
+    ("test_network_faults", "redis"): STALL_LOSS,
+}
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "stand" not in callspec.params:
+            continue
+        reason = KNOWN_LOSSES.get((item.originalname, callspec.params["stand"]))
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -27,10 +27,12 @@ async def produce(reactor: Any, url: str, queue: str, first: int, count: int, fu
     try:
         numbers = iter(range(first, first + count))
 
+        def package(n: int) -> bytes:
+            return codec.encode(new_task(func, [n, seconds], enqueued=reactor.seconds()))
+
         async def worker() -> None:
             for n in numbers:
-                package = codec.encode(new_task(func, [n, seconds], enqueued=reactor.seconds()))
-                await bounded(broker.enqueue(package), 30, reactor, "enqueue")
+                await bounded(broker.enqueue(package(n)), 30, reactor, "enqueue")
 
         await defer.gatherResults([defer.Deferred.fromCoroutine(worker()) for _ in range(WINDOW)], consumeErrors=True)
     finally:

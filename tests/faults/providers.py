@@ -18,7 +18,13 @@ from tests.faults import servers
 from tests.sqs.motoserver import ACCESS_KEY, REGION, SECRET_KEY
 
 TIMEOUTS = {"wait": 1, "timeout": 2, "connect_timeout": 2, "retry": 5}
-QUERY = "&".join(f"{k}={v}" for k, v in TIMEOUTS.items())
+#: the producers' and the test's own connections are not under test: they
+#: wait longer (moto answers slowly under load)
+PATIENT = dict(TIMEOUTS, timeout=30, connect_timeout=10)
+
+
+def _query(timeouts: dict[str, int]) -> str:
+    return "&".join(f"{k}={v}" for k, v in timeouts.items())
 
 #: how long a server is frozen, or the network stalled: longer than every
 #: timeout above (and the 10 s of the issue's acceptance)
@@ -47,12 +53,16 @@ class Provider:
     url_format: str
     consumer_args: tuple[str, ...] = field(default=())
 
-    def url(self, port: int, directory: str) -> str:
-        """The backend URL reaching the server on ``port``."""
+    def url(self, port: int, directory: str, patient: bool = False) -> str:
+        """
+        The backend URL reaching the server on ``port``.
+
+        :param patient: with long timeouts (not a consumer's).
+        """
         return self.url_format.format(
             port=port,
             path=os.path.join(directory, "queue.db"),
-            query=QUERY,
+            query=_query(PATIENT if patient else TIMEOUTS),
             key=ACCESS_KEY,
             secret=SECRET_KEY,
             region=REGION,

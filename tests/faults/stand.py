@@ -74,9 +74,14 @@ class Stand:
     def port(self) -> int:
         return self.server.port if self.server is not None else 0
 
-    def url(self, port: int | None = None) -> str:
-        """The backend URL, through ``port`` (a proxy's) when given."""
-        return self.provider.url(port or self.port, self.directory)
+    def url(self, port: int | None = None, patient: bool = False) -> str:
+        """
+        The backend URL, through ``port`` (a proxy's) when given.
+
+        :param patient: with long timeouts (for the producers and the test's
+            own view, which are not under test).
+        """
+        return self.provider.url(port or self.port, self.directory, patient)
 
     async def start(self) -> None:
         if self.server is not None:
@@ -97,7 +102,7 @@ class Stand:
     async def produce(self, count: int, func: str = "faults.work", seconds: float = 0.0) -> None:
         """Run a producer process that enqueues ``count`` tasks (numbered on)."""
         first = self.enqueued + self.poison
-        args = ["python", "-m", "tests.faults.producer", self.url(), self.queue, str(first), str(count), func]
+        args = ["python", "-m", "tests.faults.producer", self.url(patient=True), self.queue, str(first), str(count), func]
         child = await run([*args, str(seconds)], timeout=120, cwd=self.directory)
         assert child.status == 0 and f"enqueued {count}" in child.output, child.output[-3000:]
         if func == "faults.poison":
@@ -150,10 +155,17 @@ class Stand:
     def distinct(self) -> int:
         return len(self.runs()[0])
 
-    async def progress(self, fraction: float, timeout: float = 60) -> None:
-        """Wait until this fraction of the enqueued tasks ran."""
-        wanted = int(self.enqueued * fraction)
-        await until(lambda: self.distinct() >= wanted, timeout=timeout, interval=0.05, what=f"{wanted} tasks run")
+    async def progress(self, fraction: float, of: int | None = None, timeout: float = 120) -> None:
+        """
+        Wait until this fraction of the enqueued tasks (or of ``of``) ran.
+
+        :raise AssertionError: after ``timeout``, with the consumer's output.
+        """
+        wanted = int((of or self.enqueued) * fraction)
+        try:
+            await until(lambda: self.distinct() >= wanted, timeout=timeout, interval=0.05, what=f"{wanted} tasks run")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the consumer said:\n{self.consumer.output[-3000:]}") from None
 
     async def settle(self, timeout: float, quiet: float | None = None) -> bool:
         """
@@ -186,7 +198,7 @@ class Stand:
 
     async def broker(self, queue: str) -> Any:
         if queue not in self._brokers:
-            self._brokers[queue] = await bounded(txqbroker.connect(self.url(), name=queue), 30, _reactor(), "connect")
+            self._brokers[queue] = await bounded(txqbroker.connect(self.url(patient=True), name=queue), 30, _reactor(), "connect")
         return self._brokers[queue]
 
     async def dead_lettered(self) -> int:

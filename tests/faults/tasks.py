@@ -43,7 +43,7 @@ async def work(n: int, seconds: float = 0.0) -> int:
 
 
 @task(name="faults.poison", max_attempts=POISON_ATTEMPTS)
-def poison(n: int) -> None:
+def poison(n: int, seconds: float = 0.0) -> None:
     """Always crashes; each attempt is recorded as ``p<n>``."""
     _append(f"p{n}\n")
     raise RuntimeError(f"poison task {n} crashes on every attempt")
