@@ -11,7 +11,7 @@ import collections
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import txqbroker
 from tests.consumer.processes import Child, finish, run, spawn
@@ -22,6 +22,9 @@ from tests.servers import free_port
 from tests.waiting import until
 from txqbroker._deferreds import bounded
 from txqbroker.consumer import dead_letter_name
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 #: duplicates (or, on plain Redis, losses) one kill of a consumer may cause:
 #: the tasks it was running plus the packages it had fetched
@@ -100,15 +103,24 @@ class Stand:
     # -- processes -----------------------------------------------------------
 
     async def produce(self, count: int, func: str = "faults.work", seconds: float = 0.0) -> None:
-        """Run a producer process that enqueues ``count`` tasks (numbered on)."""
+        """
+        Run a producer process that enqueues ``count`` tasks (numbered on,
+        counted as enqueued from the start).
+        """
         first = self.enqueued + self.poison
-        args = ["python", "-m", "tests.faults.producer", self.url(patient=True), self.queue, str(first), str(count), func]
-        child = await run([*args, str(seconds)], timeout=120, cwd=self.directory)
-        assert child.status == 0 and f"enqueued {count}" in child.output, child.output[-3000:]
         if func == "faults.poison":
             self.poison += count
         else:
             self.enqueued += count
+        args = ["python", "-m", "tests.faults.producer", self.url(patient=True), self.queue, str(first), str(count)]
+        child = await run([*args, func, str(seconds), str(self.provider.rate)], timeout=150, cwd=self.directory)
+        assert child.status == 0 and f"enqueued {count}" in child.output, child.output[-3000:]
+
+    def producing(self, count: int, seconds: float = 0.0) -> "Deferred[None]":
+        """:meth:`produce` in the background (the consumer runs meanwhile)."""
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromCoroutine(self.produce(count, seconds=seconds))
 
     def consume(self, port: int | None = None, *extra: str) -> Child:
         """Start a ``twistd qbroker`` consumer (through ``port`` when given)."""
@@ -155,13 +167,13 @@ class Stand:
     def distinct(self) -> int:
         return len(self.runs()[0])
 
-    async def progress(self, fraction: float, of: int | None = None, timeout: float = 120) -> None:
+    async def progress(self, fraction: float, timeout: float = 120) -> None:
         """
-        Wait until this fraction of the enqueued tasks (or of ``of``) ran.
+        Wait until this fraction of the enqueued tasks ran.
 
         :raise AssertionError: after ``timeout``, with the consumer's output.
         """
-        wanted = int((of or self.enqueued) * fraction)
+        wanted = int(self.enqueued * fraction)
         try:
             await until(lambda: self.distinct() >= wanted, timeout=timeout, interval=0.05, what=f"{wanted} tasks run")
         except AssertionError as e:
@@ -169,8 +181,8 @@ class Stand:
 
     async def settle(self, timeout: float, quiet: float | None = None) -> bool:
         """
-        Wait until every task ran and every poison task was dead-lettered,
-        or until nothing new ran for ``quiet`` seconds (longer than a
+        Wait until every task ran, every poison task was dead-lettered and
+        the queue is empty, or until nothing new ran for ``quiet`` seconds (longer than a
         receipt's ``retry``, so a package that could still come back has
         had the time), or ``timeout``.
 
@@ -184,7 +196,9 @@ class Stand:
         while reactor.seconds() < deadline:
             work, _ = self.runs()
             dead = await self.dead_lettered() if self.poison else 0
-            if len(work) == self.enqueued and dead >= self.poison:
+            # a package whose acknowledgement was lost may still be on the
+            # server, to run again: settled is when the server is empty too
+            if len(work) == self.enqueued and dead >= self.poison and not await self.remaining():
                 return True
             seen = sum(work.values())
             if seen != last:

@@ -74,14 +74,15 @@ def assert_nothing_lost(stand: Stand, account: Account, faults: int) -> None:
 @pytest.mark.deadline(300)
 async def test_kill_consumer(stand: Stand) -> None:
     """``kill -9`` of the consumer three times mid-run, restarted each time."""
-    await stand.produce(N, seconds=SECONDS)
     stand.consume()
+    producing = stand.producing(N, seconds=SECONDS)
     kills = 0
     for fraction in (0.2, 0.45, 0.7):
         await stand.progress(fraction)
         stand.kill_consumer()
         kills += 1
         stand.consume()
+    await producing
     account, consumer = await conclude(stand, "kill-consumer")
     assert_clean(consumer)
     if stand.provider.receipts:
@@ -107,8 +108,8 @@ async def test_kill_server(stand: Stand) -> None:
     server = stand.server
     if server is None:
         pytest.skip("SQLite is embedded: there is no server process to kill")
-    await stand.produce(N, seconds=SECONDS)
     stand.consume()
+    await stand.produce(N, seconds=SECONDS)
     await stand.progress(0.3)
     server.kill()
     not_run = stand.enqueued - stand.distinct()
@@ -138,8 +139,8 @@ async def test_freeze_server(stand: Stand) -> None:
     timeout, then resumed (``SIGCONT``).  SQLite has no server: another
     process holds the database's exclusive lock for as long.
     """
-    await stand.produce(N, seconds=SECONDS)
     stand.consume()
+    await stand.produce(N, seconds=SECONDS)
     await stand.progress(0.3)
     if stand.server is not None:
         stand.server.freeze()
@@ -177,8 +178,8 @@ async def test_network_faults(stand: Stand) -> None:
         pytest.skip("SQLite is embedded: there is no network between consumer and store")
     proxy = FaultProxy(reactor, stand.port)
     try:
-        await stand.produce(N, seconds=SECONDS)
         stand.consume(proxy.port)
+        producing = stand.producing(N, seconds=SECONDS)
         await stand.progress(0.25)
         proxy.stall(replies_only=True)
         await outage(FREEZE)
@@ -190,6 +191,7 @@ async def test_network_faults(stand: Stand) -> None:
         proxy.refuse()
         await outage(OUTAGE)
         proxy.accept()
+        await producing
         account, consumer = await conclude(stand, "network-faults")
     finally:
         await proxy.close()
@@ -208,11 +210,9 @@ async def test_sigterm_during_a_burst(stand: Stand) -> None:
     processes the rest; nothing is lost and nothing runs twice, on every
     provider (a graceful stop is no fault).
     """
-    from twisted.internet.defer import Deferred
-
     stand.consume()
-    producing = Deferred.fromCoroutine(stand.produce(N, seconds=SECONDS))
-    await stand.progress(0.4, of=N)
+    producing = stand.producing(N, seconds=SECONDS)
+    await stand.progress(0.4)
     stopped = await stand.stop_consumer()
     assert_clean(stopped)
     assert "Received SIGTERM" in stopped.output
@@ -232,8 +232,8 @@ async def test_poison_task(stand: Stand) -> None:
     runs.
     """
     await stand.produce(POISON, func="faults.poison")
-    await stand.produce(N, seconds=SECONDS)
     stand.consume()
+    await stand.produce(N, seconds=SECONDS)
     account, consumer = await conclude(stand, "poison")
     assert_clean(consumer)
     _, poison = stand.runs()
