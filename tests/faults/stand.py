@@ -91,9 +91,12 @@ class Stand:
             await self.server.start()
 
     async def close(self) -> None:
-        for consumer in self.consumers:
+        for i, consumer in enumerate(self.consumers, 1):
             consumer.kill("KILL")
             await finish(consumer, 10)
+            # kept with the test's files, for the post-mortem
+            with open(os.path.join(self.directory, f"consumer.{i}.log"), "wb") as f:
+                f.write(consumer.out + consumer.err)
         for broker in self._brokers.values():
             await bounded(broker.disconnect(), 10, _reactor(), "disconnect")
         self._brokers.clear()
@@ -149,6 +152,13 @@ class Stand:
         await finish(child, timeout)
         return child
 
+    def failed_acknowledgements(self) -> int:
+        """
+        How many acknowledgements the consumers logged as failed (the server
+        too slow to answer within ``timeout``): each such task runs again.
+        """
+        return sum(c.output.count("could not acknowledge") for c in self.consumers)
+
     # -- the record ----------------------------------------------------------
 
     def runs(self) -> tuple[collections.Counter[int], collections.Counter[int]]:
@@ -190,7 +200,7 @@ class Stand:
         """
         from twisted.internet import reactor, task
 
-        quiet = quiet if quiet is not None else TIMEOUTS["retry"] * 2 + 2
+        quiet = quiet if quiet is not None else TIMEOUTS["retry"] + TIMEOUTS["wait"] + 2
         deadline = reactor.seconds() + timeout
         last, since = -1, reactor.seconds()
         while reactor.seconds() < deadline:

@@ -216,12 +216,14 @@ async def test_sigterm_during_a_burst(stand: Stand) -> None:
     stopped = await stand.stop_consumer()
     assert_clean(stopped)
     assert "Received SIGTERM" in stopped.output
-    await producing
     stand.consume()
+    await producing
     account, consumer = await conclude(stand, "sigterm-burst")
     assert_clean(consumer)
     assert account.lost == 0 and account.remaining == 0, account
-    assert account.duplicates == 0, account
+    # a task runs twice only if its acknowledgement failed (a server too
+    # slow to answer within the timeout, e.g. moto on a loaded machine)
+    assert account.duplicates <= stand.failed_acknowledgements(), account
 
 
 @pytest.mark.deadline(300)
@@ -239,4 +241,5 @@ async def test_poison_task(stand: Stand) -> None:
     _, poison = stand.runs()
     assert sorted(poison.values()) == [POISON_ATTEMPTS] * POISON, poison
     assert account.dead_lettered == POISON, account
-    assert account.lost == 0 and account.remaining == 0 and account.duplicates == 0, account
+    assert account.lost == 0 and account.remaining == 0, account
+    assert account.duplicates <= stand.failed_acknowledgements(), account
