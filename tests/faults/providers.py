@@ -46,6 +46,8 @@ class Provider:
         ``None`` for an embedded store.
     :ivar consumer_args: extra ``twistd qbroker`` arguments.
     :ivar rate: the most tasks a second a producer enqueues (0: no limit).
+    :ivar view_query: added to the URL of the test's own view of the queue
+        when it counts what remains (delivered packages included).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Provider:
     url_format: str
     consumer_args: tuple[str, ...] = field(default=())
     rate: float = 0
+    view_query: str = ""
 
     def url(self, port: int, directory: str, patient: bool = False) -> str:
         """
@@ -79,7 +82,9 @@ PROVIDERS = {
     p.name: p
     for p in [
         Provider("redis", False, servers.redis_server, REDIS),
-        Provider("redis-receipts", True, servers.redis_server, REDIS, ("-o", "receipts=true")),
+        Provider(
+            "redis-receipts", True, servers.redis_server, REDIS, ("-o", "receipts=true"), view_query="&receipts=true"
+        ),
         Provider("sqlite", True, None, "sqlite:///{path}?{query}"),
         Provider("disque", True, servers.disque_server, "disque://127.0.0.1:{port}?{query}"),
         # moto answers in time proportional to the messages a queue holds

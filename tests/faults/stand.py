@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import txqbroker
@@ -42,6 +42,17 @@ class Account:
     dead_lettered: int
     remaining: int
     lost: int
+    #: the tasks that never ran, and where each fault began (tasks run by
+    #: then): tasks run roughly in the order they were produced, so this
+    #: shows which fault lost what
+    missing: list[int] = field(default_factory=list)
+    marks: dict[str, int] = field(default_factory=dict)
+
+    def diagnosis(self) -> str:
+        where = ", ".join(f"{fault} at {n}" for fault, n in self.marks.items())
+        shown = self.missing[:40]
+        more = f" (and {len(self.missing) - len(shown)} more)" if len(self.missing) > len(shown) else ""
+        return f"  never ran: {shown}{more}; faults began: {where or '-'}"
 
     def line(self, scenario: str, provider: str) -> str:
         return (
@@ -70,6 +81,8 @@ class Stand:
         self.enqueued = 0
         self.poison = 0
         self._brokers: dict[str, Any] = {}
+        #: where each fault of the scenario began: tasks run by then
+        self.marks: dict[str, int] = {}
 
     # -- set-up --------------------------------------------------------------
 
@@ -177,6 +190,15 @@ class Stand:
     def distinct(self) -> int:
         return len(self.runs()[0])
 
+    def mark(self, fault: str) -> None:
+        """Note that ``fault`` begins now (for :meth:`Account.line`'s diagnosis)."""
+        self.marks[fault] = self.distinct()
+
+    def missing(self) -> list[int]:
+        """The tasks that never ran (numbered in the order they were produced)."""
+        work, _ = self.runs()
+        return [n for n in range(self.enqueued + self.poison) if n not in work and n >= self.poison]
+
     async def progress(self, fraction: float, timeout: float = 120) -> None:
         """
         Wait until this fraction of the enqueued tasks ran.
@@ -220,10 +242,13 @@ class Stand:
 
     # -- the broker's view ---------------------------------------------------
 
-    async def broker(self, queue: str) -> Any:
-        if queue not in self._brokers:
-            self._brokers[queue] = await bounded(txqbroker.connect(self.url(patient=True), name=queue), 30, _reactor(), "connect")
-        return self._brokers[queue]
+    async def broker(self, queue: str, query: str = "") -> Any:
+        """The test's own broker on ``queue`` (``query`` added to the URL)."""
+        key = queue + query
+        if key not in self._brokers:
+            url = self.url(patient=True) + query
+            self._brokers[key] = await bounded(txqbroker.connect(url, name=queue), 30, _reactor(), "connect")
+        return self._brokers[key]
 
     async def dead_lettered(self) -> int:
         broker = await self.broker(dead_letter_name(self.queue))
@@ -231,7 +256,10 @@ class Stand:
 
     async def remaining(self) -> int:
         """Packages still on the server, waiting or delivered (where it says)."""
-        broker = await self.broker(self.queue)
+        broker = await self.broker(self.queue, self.provider.view_query)
+        if hasattr(broker, "leased_size"):  # Redis receipts mode: leases too
+            size = int(await bounded(broker.queue_size(), 10, _reactor(), "queue_size"))
+            return size + int(await bounded(broker.leased_size(), 10, _reactor(), "leased_size"))
         if hasattr(broker, "total_size"):  # IronMQ: reserved ones included
             return int(await bounded(broker.total_size(), 10, _reactor(), "total_size"))
         if hasattr(broker, "queue_stats"):  # SQS: visible, in flight, delayed
@@ -258,6 +286,8 @@ class Stand:
             dead_lettered=dead,
             remaining=remaining,
             lost=total - distinct - dead - remaining,
+            missing=self.missing(),
+            marks=dict(self.marks),
         )
 
 

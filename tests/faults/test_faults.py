@@ -55,6 +55,8 @@ async def conclude(stand: Stand, scenario: str, settle: float = 150) -> tuple[Ac
     consumer = await stand.stop_consumer()
     account = await stand.account()
     print("\n" + account.line(scenario, stand.provider.name))
+    if account.lost:
+        print(account.diagnosis())
     return account, consumer
 
 
@@ -79,6 +81,7 @@ async def test_kill_consumer(stand: Stand) -> None:
     kills = 0
     for fraction in (0.2, 0.45, 0.7):
         await stand.progress(fraction)
+        stand.mark(f"kill{kills + 1}")
         stand.kill_consumer()
         kills += 1
         stand.consume()
@@ -111,6 +114,7 @@ async def test_kill_server(stand: Stand) -> None:
     stand.consume()
     await stand.produce(N, seconds=SECONDS)
     await stand.progress(0.3)
+    stand.mark("kill")
     server.kill()
     not_run = stand.enqueued - stand.distinct()
     await outage(OUTAGE)
@@ -125,7 +129,9 @@ async def test_kill_server(stand: Stand) -> None:
         if stand.provider.receipts:
             assert_nothing_lost(stand, account, 1)
         else:
-            assert account.lost == 0 and account.remaining == 0, account
+            # plain Redis: the pop under way when the server died may have
+            # taken its package, the reply never arriving
+            assert account.lost <= 1 and account.remaining == 0, account
             assert account.duplicates == 0, account
     else:
         assert account.lost <= not_run, account
@@ -142,6 +148,7 @@ async def test_freeze_server(stand: Stand) -> None:
     stand.consume()
     await stand.produce(N, seconds=SECONDS)
     await stand.progress(0.3)
+    stand.mark("freeze")
     if stand.server is not None:
         stand.server.freeze()
         try:
@@ -181,12 +188,15 @@ async def test_network_faults(stand: Stand) -> None:
         stand.consume(proxy.port)
         producing = stand.producing(N, seconds=SECONDS)
         await stand.progress(0.25)
+        stand.mark("stall")
         proxy.stall(replies_only=True)
         await outage(FREEZE)
         proxy.resume()
         await stand.progress(0.5)
+        stand.mark("silence")
         proxy.go_silent()
         await stand.progress(0.75)
+        stand.mark("cut")
         proxy.cut()
         proxy.refuse()
         await outage(OUTAGE)
