@@ -26,6 +26,9 @@ from txqbroker.consumer import dead_letter_name
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+#: every scenario's line, for the summary at the end of the run
+LINES: list[str] = []
+
 #: duplicates (or, on plain Redis, losses) one kill of a consumer may cause:
 #: the tasks it was running plus the packages it had fetched
 PER_KILL = CONCURRENCY + PREFETCH

@@ -26,7 +26,7 @@ import pytest
 
 from tests.consumer.processes import finish
 from tests.faults.providers import FREEZE
-from tests.faults.stand import PER_KILL, Account, Stand, stopped_cleanly
+from tests.faults.stand import LINES, PER_KILL, Account, Stand, stopped_cleanly
 from tests.faults.tasks import POISON_ATTEMPTS
 from tests.proxy import FaultProxy
 
@@ -54,9 +54,12 @@ async def conclude(stand: Stand, scenario: str, settle: float = 150) -> tuple[Ac
     await stand.settle(timeout=settle)
     consumer = await stand.stop_consumer()
     account = await stand.account()
-    print("\n" + account.line(scenario, stand.provider.name))
+    line = account.line(scenario, stand.provider.name)
+    print("\n" + line)
+    LINES.append(line)
     if account.lost:
         print(account.diagnosis())
+        LINES.append(account.diagnosis())
     return account, consumer
 
 
@@ -253,3 +256,38 @@ async def test_poison_task(stand: Stand) -> None:
     assert account.dead_lettered == POISON, account
     assert account.lost == 0 and account.remaining == 0, account
     assert account.duplicates <= stand.failed_acknowledgements(), account
+
+
+@pytest.mark.deadline(300)
+@pytest.mark.parametrize("stand", ["redis-receipts"], indirect=True)
+async def test_acceptance_redis_receipts(stand: Stand) -> None:
+    """
+    Issue 10's acceptance, as one run: ``twistd qbroker --backend=redis://...
+    -o receipts=true`` killed with ``kill -9`` and restarted, then Redis
+    frozen with ``SIGSTOP`` for 10 s and resumed, then the consumer killed
+    again: nothing is lost.
+    """
+    server = stand.server
+    assert server is not None
+    stand.consume()
+    producing = stand.producing(N, seconds=SECONDS)
+    await stand.progress(0.25)
+    stand.mark("kill1")
+    stand.kill_consumer()
+    stand.consume()
+    await stand.progress(0.5)
+    stand.mark("freeze")
+    server.freeze()
+    try:
+        await outage(FREEZE)
+    finally:
+        server.thaw()
+    await stand.progress(0.75)
+    stand.mark("kill2")
+    stand.kill_consumer()
+    stand.consume()
+    await producing
+    account, consumer = await conclude(stand, "acceptance")
+    assert_clean(consumer)
+    assert FREEZE >= 10
+    assert_nothing_lost(stand, account, 3)
