@@ -45,7 +45,8 @@ class Provider:
     :ivar server: makes the server process (``port, directory``), or
         ``None`` for an embedded store.
     :ivar consumer_args: extra ``twistd qbroker`` arguments.
-    :ivar rate: the most tasks a second a producer enqueues (0: no limit).
+    :ivar backlog: the most packages a producer lets wait in the queue (0:
+        no limit).
     :ivar view_query: added to the URL of the test's own view of the queue
         when it counts what remains (delivered packages included).
     """
@@ -55,7 +56,7 @@ class Provider:
     server: Callable[[int, str], servers.ServerProcess] | None
     url_format: str
     consumer_args: tuple[str, ...] = field(default=())
-    rate: float = 0
+    backlog: int = 0
     view_query: str = ""
 
     def url(self, port: int, directory: str, patient: bool = False) -> str:
@@ -88,16 +89,16 @@ PROVIDERS = {
         Provider("sqlite", True, None, "sqlite:///{path}?{query}"),
         Provider("disque", True, servers.disque_server, "disque://127.0.0.1:{port}?{query}"),
         # moto answers in time proportional to the messages a queue holds
-        # (from ~130 requests a second on a short queue to ~10 on 2,000), so
-        # the producer is paced to keep the queue short, and the consumer
-        # receives up to 8 messages a request
+        # (from ~150 requests a second on a short queue to ~10 on 2,000, on
+        # a loaded 2-core machine), so the producer keeps the queue short,
+        # and the consumer receives up to 8 messages a request
         Provider(
             "sqs",
             True,
             servers.moto_server,
             "sqs://{key}:{secret}@?region={region}&endpoint=http://127.0.0.1:{port}&{query}",
             ("--bulk=8",),
-            rate=50,
+            backlog=100,
         ),
         Provider(
             "ironmq",

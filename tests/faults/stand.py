@@ -132,7 +132,7 @@ class Stand:
         else:
             self.enqueued += count
         args = ["python", "-m", "tests.faults.producer", self.url(patient=True), self.queue, str(first), str(count)]
-        child = await run([*args, func, str(seconds), str(self.provider.rate)], timeout=150, cwd=self.directory)
+        child = await run([*args, func, str(seconds), str(self.provider.backlog)], timeout=150, cwd=self.directory)
         assert child.status == 0 and f"enqueued {count}" in child.output, child.output[-3000:]
 
     def producing(self, count: int, seconds: float = 0.0) -> "Deferred[None]":
