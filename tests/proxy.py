@@ -27,7 +27,8 @@ class _Client(portforward.ProxyClient):
     """The proxy's side towards the server."""
 
     def dataReceived(self, data: bytes) -> None:
-        self.peer.factory.proxy._pass(self.peer, self.peer.transport, data)
+        peer: Any = self.peer
+        peer.factory.proxy._pass(peer, peer.transport, data)
 
 
 class _ClientFactory(portforward.ProxyClientFactory):
@@ -42,15 +43,20 @@ class _Server(portforward.ProxyServer):
     noisy = False
 
     def connectionMade(self) -> None:
-        proxy = self.factory.proxy
+        proxy = self._proxy()
         if proxy.refusing:
-            self.transport.abortConnection()
+            transport: Any = self.transport
+            transport.abortConnection()
             return
         proxy.open.add(self)
         super().connectionMade()
 
-    def connectionLost(self, reason: Any) -> None:
-        proxy = self.factory.proxy
+    def _proxy(self) -> "FaultProxy":
+        factory: Any = self.factory
+        return factory.proxy
+
+    def connectionLost(self, reason: Any = None) -> None:
+        proxy = self._proxy()
         proxy.open.discard(self)
         proxy.silent.discard(self)
         proxy.held.pop(self, None)
@@ -58,7 +64,7 @@ class _Server(portforward.ProxyServer):
 
     def dataReceived(self, data: bytes) -> None:
         if self.peer is not None:
-            self.factory.proxy._pass(self, self.peer.transport, data)
+            self._proxy()._pass(self, self.peer.transport, data)
 
 
 class FaultProxy:
@@ -73,7 +79,7 @@ class FaultProxy:
         self.factory = portforward.ProxyFactory("127.0.0.1", target)
         self.factory.protocol = _Server
         self.factory.noisy = False
-        self.factory.proxy = self
+        self.factory.proxy = self  # type: ignore[attr-defined]
         #: the client connections open now
         self.open: set[Any] = set()
         #: connections that drop everything

@@ -30,6 +30,9 @@ def _query(timeouts: dict[str, int]) -> str:
 #: timeout above (and the 10 s of the issue's acceptance)
 FREEZE = 10.0
 
+#: the SQLite provider's file, in the scenario's directory
+SQLITE_FILE = "queue.db"
+
 #: the consumer's ``--concurrency`` and ``--prefetch`` in every scenario
 CONCURRENCY = 8
 PREFETCH = 8
@@ -67,7 +70,7 @@ class Provider:
         """
         return self.url_format.format(
             port=port,
-            path=os.path.join(directory, "queue.db"),
+            path=os.path.join(directory, SQLITE_FILE),
             query=_query(PATIENT if patient else TIMEOUTS),
             key=ACCESS_KEY,
             secret=SECRET_KEY,

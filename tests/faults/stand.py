@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import txqbroker
 from tests.consumer.processes import Child, finish, run, spawn
-from tests.faults.providers import CONCURRENCY, PREFETCH, TIMEOUTS, Provider
+from tests.faults.providers import CONCURRENCY, PREFETCH, SQLITE_FILE, TIMEOUTS, Provider
 from tests.faults.servers import ServerProcess
 from tests.harnesses import unique_name
 from tests.servers import free_port
@@ -88,6 +88,11 @@ class Stand:
         self.marks: dict[str, int] = {}
 
     # -- set-up --------------------------------------------------------------
+
+    @property
+    def database(self) -> str:
+        """The SQLite provider's file."""
+        return os.path.join(self.directory, SQLITE_FILE)
 
     @property
     def port(self) -> int:
