@@ -5,7 +5,9 @@ Every URL carries short timeouts so that a scenario sees a fault's whole
 course within CI's budget: ``wait=1`` (a dequeue's long poll),
 ``timeout=2`` (every other operation), ``connect_timeout=2``, and
 ``retry=5`` (how long a delivered, unacknowledged package stays out on a
-receipt broker).  A stall of :data:`FREEZE` seconds outlasts all of them.
+receipt broker; 30 s on IronMQ, its shortest reservation).  A stall of
+:data:`STALL` seconds outlasts all but ``retry``; a frozen server stays
+frozen for :attr:`Provider.freeze` seconds, longer than all of them.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from typing import Callable
 from tests.faults import servers
 from tests.sqs.motoserver import ACCESS_KEY, REGION, SECRET_KEY
 
-TIMEOUTS = {"wait": 1, "timeout": 2, "connect_timeout": 2, "retry": 5}
+TIMEOUTS = {"wait": 1, "timeout": 2, "connect_timeout": 2}
 #: the producers' and the test's own connections are not under test: they
 #: wait longer (moto answers slowly under load)
 PATIENT = dict(TIMEOUTS, timeout=30, connect_timeout=10)
+
+#: how long the network stalls (and, at least, a server stays frozen: the
+#: issue's acceptance asks for 10 s)
+STALL = 10.0
 
 
 def _query(timeouts: dict[str, int]) -> str:
     return "&".join(f"{k}={v}" for k, v in timeouts.items())
 
-#: how long a server is frozen, or the network stalled: longer than every
-#: timeout above (and the 10 s of the issue's acceptance)
-FREEZE = 10.0
 
 #: the SQLite provider's file, in the scenario's directory
 SQLITE_FILE = "queue.db"
@@ -50,6 +53,8 @@ class Provider:
     :ivar consumer_args: extra ``twistd qbroker`` arguments.
     :ivar backlog: the most packages a producer lets wait in the queue (0:
         no limit).
+    :ivar retry: the ``retry`` setting (seconds an unacknowledged package
+        stays out).
     :ivar view_query: added to the URL of the test's own view of the queue
         when it counts what remains (delivered packages included).
     """
@@ -60,7 +65,13 @@ class Provider:
     url_format: str
     consumer_args: tuple[str, ...] = field(default=())
     backlog: int = 0
+    retry: int = 5
     view_query: str = ""
+
+    @property
+    def freeze(self) -> float:
+        """How long the server is frozen: longer than every timeout, ``retry`` included."""
+        return max(STALL, self.retry + 2.0)
 
     def url(self, port: int, directory: str, patient: bool = False) -> str:
         """
@@ -71,7 +82,7 @@ class Provider:
         return self.url_format.format(
             port=port,
             path=os.path.join(directory, SQLITE_FILE),
-            query=_query(PATIENT if patient else TIMEOUTS),
+            query=_query(dict(PATIENT if patient else TIMEOUTS, retry=self.retry)),
             key=ACCESS_KEY,
             secret=SECRET_KEY,
             region=REGION,
@@ -108,6 +119,7 @@ PROVIDERS = {
             True,
             servers.ironmq_server,
             "ironmq://{token}@127.0.0.1:{port}/{project}?protocol=http&{query}",
+            retry=30,
         ),
     ]
 }

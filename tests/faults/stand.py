@@ -230,7 +230,7 @@ class Stand:
         """
         from twisted.internet import reactor, task
 
-        quiet = quiet if quiet is not None else TIMEOUTS["retry"] + TIMEOUTS["wait"] + 2
+        quiet = quiet if quiet is not None else self.provider.retry + TIMEOUTS["wait"] + 2
         deadline = reactor.seconds() + timeout
         last, since = -1, reactor.seconds()
         while reactor.seconds() < deadline:

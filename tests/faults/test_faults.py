@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.consumer.processes import finish
-from tests.faults.providers import FREEZE
+from tests.faults.providers import STALL
 from tests.faults.stand import LINES, PER_KILL, Account, Stand, stopped_cleanly
 from tests.faults.tasks import POISON_ATTEMPTS
 from tests.proxy import FaultProxy
@@ -156,8 +156,9 @@ async def test_kill_server(stand: Stand) -> None:
 @pytest.mark.deadline(300)
 async def test_freeze_server(stand: Stand) -> None:
     """
-    The server frozen (``SIGSTOP``) for :data:`FREEZE` s, longer than every
-    timeout, then resumed (``SIGCONT``).  SQLite has no server: another
+    The server frozen (``SIGSTOP``) for longer than every timeout, ``retry``
+    included (:attr:`~tests.faults.providers.Provider.freeze`), then resumed
+    (``SIGCONT``).  SQLite has no server: another
     process holds the database's exclusive lock for as long.
     """
     stand.consume()
@@ -167,14 +168,14 @@ async def test_freeze_server(stand: Stand) -> None:
     if stand.server is not None:
         stand.server.freeze()
         try:
-            await outage(FREEZE)
+            await outage(stand.provider.freeze)
         finally:
             stand.server.thaw()
     else:
         locker = sqlite3.connect(stand.database, timeout=10)
         try:
             locker.execute("BEGIN EXCLUSIVE")
-            await outage(FREEZE)
+            await outage(stand.provider.freeze)
         finally:
             locker.rollback()
             locker.close()
@@ -186,7 +187,7 @@ async def test_freeze_server(stand: Stand) -> None:
 async def test_network_faults(stand: Stand) -> None:
     """
     The consumer reaches the server through a :class:`~tests.proxy.FaultProxy`
-    that stalls (requests arrive, replies are held back for :data:`FREEZE`
+    that stalls (requests arrive, replies are held back for :data:`STALL`
     s, then delivered late), goes silent (half-open connections), then cuts
     every connection and refuses new ones for :data:`OUTAGE` s.
     """
@@ -201,7 +202,7 @@ async def test_network_faults(stand: Stand) -> None:
         await stand.progress(0.25)
         stand.mark("stall")
         proxy.stall(replies_only=True)
-        await outage(FREEZE)
+        await outage(STALL)
         proxy.resume()
         await stand.progress(0.5)
         stand.mark("silence")
@@ -283,7 +284,7 @@ async def test_acceptance_redis_receipts(stand: Stand) -> None:
     stand.mark("freeze")
     server.freeze()
     try:
-        await outage(FREEZE)
+        await outage(STALL)
     finally:
         server.thaw()
     await stand.progress(0.75)
@@ -293,5 +294,5 @@ async def test_acceptance_redis_receipts(stand: Stand) -> None:
     await producing
     account, consumer = await conclude(stand, "acceptance")
     assert_clean(consumer)
-    assert FREEZE >= 10
+    assert STALL >= 10
     assert_nothing_lost(stand, account, 3)
