@@ -45,6 +45,19 @@ def test_backend_names_urls_and_settings() -> None:
     assert parse("--concurrency=2", "--bulk=4")["config"].prefetch == 4
 
 
+def test_bulk_defaults_to_the_concurrency_up_to_ten_unless_the_url_or_an_option_says() -> None:
+    assert parse("--backend=redis")["broker"].bulk == 10
+    assert parse("--backend=redis")["config"].prefetch == 10
+    assert parse("--backend=redis", "--concurrency=3")["broker"].bulk == 3
+    assert parse("--backend=redis", "--concurrency=3")["config"].prefetch == 3
+    assert parse("--backend=redis", "--concurrency=100")["broker"].bulk == 10
+    assert parse("--backend=redis", "--concurrency=100")["config"].prefetch == 100
+    assert parse("--backend=redis://127.0.0.1:6379/0?bulk=1")["broker"].bulk == 1
+    assert parse("--backend=redis", "-o", "bulk=2")["broker"].bulk == 2
+    assert parse("--backend=redis", "--bulk=1")["broker"].bulk == 1
+    assert parse("--log-tasks")["config"].log_tasks and not parse()["config"].log_tasks
+
+
 def test_secret_from_environment_is_used_and_not_shown(monkeypatch: Any) -> None:
     monkeypatch.setenv(SECRET_ENV, "new-secret old-secret")
     options = parse("--queue=jobs")

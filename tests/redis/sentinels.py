@@ -39,6 +39,8 @@ class Sentinels:
     """The deployment: ``servers`` (master first), the Sentinels' ports."""
 
     servers: list[RedisServer]
+    #: the master's (and replica's) password, or None
+    password: str | None = None
     ports: list[int] = field(default_factory=list)
     procs: "list[subprocess.Popen[bytes]]" = field(default_factory=list)
     directory: str = ""
@@ -46,12 +48,15 @@ class Sentinels:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{auth}{hosts}/{SERVICE}/0"
 
     def client(self, port: int) -> Any:
+        """A redis-py client of a Sentinel or (with the password) a server."""
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        password = None if port in self.ports else self.password
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, password=password)
 
     def master_port(self) -> int:
         """The master's port, as the first Sentinel that answers says."""
@@ -95,6 +100,7 @@ class Sentinels:
                     f"sentinel down-after-milliseconds {SERVICE} 500\n"
                     f"sentinel failover-timeout {SERVICE} 3000\n"
                     f"sentinel parallel-syncs {SERVICE} 1\n"
+                    + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
                 )
             binary = shutil.which("redis-sentinel") or shutil.which("redis-server")
             assert binary is not None
@@ -129,12 +135,17 @@ class Sentinels:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_sentinels() -> Sentinels:
-    master = start_redis()
+def start_sentinels(password: str | None = None) -> Sentinels:
+    """:param password: the servers' (both ask it, and give it to each other)."""
+    auth = ("--masterauth", password) if password else ()
+    master = start_redis(password=password, extra=auth)
     replica = start_redis(
-        extra=("--replicaof", "127.0.0.1", str(master.port), "--replica-announce-ip", "127.0.0.1")
+        password=password,
+        extra=("--replicaof", "127.0.0.1", str(master.port), "--replica-announce-ip", "127.0.0.1", *auth),
     )
-    deployment = Sentinels(servers=[master, replica], directory=tempfile.mkdtemp(prefix="txq-sentinel-"))
+    deployment = Sentinels(
+        servers=[master, replica], password=password, directory=tempfile.mkdtemp(prefix="txq-sentinel-")
+    )
     try:
 
         def linked() -> bool:

@@ -97,3 +97,27 @@ def test_other_objects_do_not_adapt() -> None:
     assert IBroker(object(), None) is None
     # (a txredisapi handler itself cannot be adapted: its __getattr__
     # answers for __conform__; that is why RedisConnection exists)
+
+
+async def test_receipts_mode_on_an_application_connection(redis_server: RedisServer) -> None:
+    from txqbroker.redis import RedisReceiptBroker
+
+    handler = await pool(redis_server)
+    blocking = await pool(redis_server, size=1)
+    try:
+        broker = IBroker(
+            RedisConnection(handler, blocking=blocking, name=unique_name(), wait=0.5, receipts=True, retry=1)
+        )
+        assert isinstance(broker, RedisReceiptBroker) and broker.capabilities.receipts
+        pending = broker.dequeue()  # waits with BLMOVE on the blocking handler
+        await broker.enqueue(b"leased")
+        [(receipt, payload)] = await pending
+        assert payload == b"leased" and broker.deliveries(receipt) == 1
+        assert await handler.ping() == b"PONG"  # not held up by the BLMOVE
+        await broker.acknowledge(receipt)
+        assert await broker.leased_size() == 0
+        await broker.disconnect()
+        assert await handler.ping() == b"PONG"  # still the application's
+    finally:
+        await handler.disconnect()
+        await blocking.disconnect()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable
@@ -168,27 +168,18 @@ def test_a_pop_goes_straight_to_the_ready_dedicated_connection() -> None:
     assert len(connection.pops) == 1 and clock.getDelayedCalls() == []
 
 
-class Commands:
-    """Records the commands sent through it."""
+def test_a_package_that_cannot_be_handed_back_is_logged_whole() -> None:
+    import base64
 
-    def __init__(self, connected: int = 1) -> None:
-        self.connected = connected
-        self.sent: list[tuple[Any, ...]] = []
+    from twisted.logger import LogLevel, capturedLogs
 
-    def rpush(self, *args: Any) -> "Deferred[Any]":
-        self.sent.append(("RPUSH",) + args)
-        return succeed(1)
-
-
-def test_commands_go_straight_to_the_ready_connection() -> None:
-    clock, handler, connection = Clock(), Commands(), Commands()
-    factory = Factory()
-    factory.pool = [connection]
-    opts = BrokerOptions(scheme="redis", name="q")
-    broker = RedisBroker(handler, ScriptedRedis(), opts, clock, commands_factory=factory)
-    fired(broker.enqueue(b"direct"))
-    connection.connected = 0
-    fired(broker.enqueue(b"through the handler"))
-    assert connection.sent == [("RPUSH", "django_q:q:q", b"direct")]
-    assert handler.sent == [("RPUSH", "django_q:q:q", b"through the handler")]
+    clock, redis, broker = make()
+    pending = broker.dequeue()
+    pending.cancel()
+    assert isinstance(fired(pending).value, CancelledError)
+    redis.execute_command = lambda *args: fail(BrokerUnavailable("the broker was disconnected"))  # type: ignore[method-assign]
+    with capturedLogs() as events:
+        redis.pops[0].callback([KEY, b"\x00precious"])
+    [event] = [e for e in events if e["log_level"] == LogLevel.critical]
+    assert event["packages"] == base64.b64encode(b"\x00precious").decode("ascii")
     assert clock.getDelayedCalls() == []

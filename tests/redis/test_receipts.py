@@ -156,7 +156,8 @@ async def test_release_with_a_delay(make: Any) -> None:
         return bool(got)
 
     await eventually(back, 10, "the released package did not come back")
-    assert 0.9 <= reactor.seconds() - start < 8  # after the delay, well before retry
+    # after the delay, not at the next heartbeat (5 s) nor after retry
+    assert 0.9 <= reactor.seconds() - start < 2.5
     assert broker.deliveries(got[0][0]) == 2
     await broker.acknowledge(got[0][0])
     with pytest.raises(ConfigurationError):
@@ -182,6 +183,15 @@ async def test_malformed_receipts_are_refused(make: Any, bad: Any) -> None:
             await operation(bad)
 
 
+async def judging_now(broker: Any, redis_py: Any) -> None:
+    """
+    A fresh queue judges no consumer for a heartbeat's life (the reaper's
+    first pass is a gap): as if that was over.
+    """
+    await broker._heartbeat()
+    redis_py.delete(broker.keys.judging)
+
+
 async def test_landing_list_of_a_stopped_consumer_goes_back(make: Any, redis_py: Any) -> None:
     """
     A consumer whose BLMOVE moved a package and which then died (its reply
@@ -192,6 +202,7 @@ async def test_landing_list_of_a_stopped_consumer_goes_back(make: Any, redis_py:
     redis_py.sadd(keys.consumers, "dead0")
     redis_py.rpush(keys.landing("dead0"), b"stranded")
     redis_py.set(keys.alive("dead0"), b"1", px=300)
+    await judging_now(live, redis_py)
     got: list[Any] = []
 
     async def back() -> bool:
@@ -292,3 +303,52 @@ def test_receipts_need_redis_6_2(version: str, supported: bool) -> None:
     from txqbroker.redis._connect import receipts_supported
 
     assert receipts_supported(version) is supported
+
+
+async def stop_heartbeat(broker: Any, redis_py: Any) -> None:
+    """As if ``broker``'s process died: no more heartbeats, its key gone."""
+    broker._beat.stop()
+    redis_py.delete(broker.keys.alive(broker.consumer))
+
+
+async def test_leases_of_a_stopped_consumer_come_back_before_retry(make: Any, redis_py: Any) -> None:
+    dead = await make(retry=60, wait=0.2)
+    live = await make(name=dead.name, retry=60, wait=0.2)
+    await dead.enqueue(b"orphan")
+    [(receipt, _)] = await dead.dequeue()
+    await stop_heartbeat(dead, redis_py)
+    await judging_now(live, redis_py)
+    await live._heartbeat()  # the next pass of a live consumer
+    got = await live.dequeue()
+    assert [p for _, p in got] == [b"orphan"]
+    assert live.deliveries(got[0][0]) == 2  # counted: max_attempts sees it
+    assert not redis_py.sismember(live.keys.consumers, dead.consumer)
+    await dead.acknowledge(receipt)  # stale: a no-op
+    assert await live.leased_size() == 1
+    await live.acknowledge(got[0][0])
+
+
+async def test_no_consumer_is_judged_right_after_a_gap(make: Any, redis_py: Any) -> None:
+    """
+    After a gap in the reaper's passes longer than a heartbeat's life (a
+    frozen server), every heartbeat may have expired: nobody is judged
+    until the live consumers had a heartbeat's life to renew theirs.
+    """
+    quiet = await make(retry=60, wait=0.2)
+    live = await make(name=quiet.name, retry=60, wait=0.2)
+    keys = live.keys
+    await quiet.enqueue(b"held")
+    [(receipt, _)] = await quiet.dequeue()
+    await stop_heartbeat(quiet, redis_py)  # its key expired during the "freeze"
+    redis_py.set(keys.reaped, 1)  # the last pass was long ago
+    await live._heartbeat()
+    judging = int(redis_py.get(keys.judging))
+    now = redis_py.time()[0] * 1000
+    assert now + live._alive_ms - 1000 <= judging <= now + live._alive_ms + 1000
+    await live._heartbeat()
+    assert await live.leased_size() == 1 and await live.queue_size() == 0  # not judged yet
+    redis_py.delete(keys.judging)  # a heartbeat's life later
+    await live._heartbeat()
+    assert await live.leased_size() == 0 and await live.queue_size() == 1
+    await quiet.acknowledge(receipt)  # stale
+    assert await live.queue_size() == 1

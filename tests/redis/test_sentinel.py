@@ -27,6 +27,13 @@ def sentinels() -> Iterator[Sentinels]:
     deployment.stop()
 
 
+@pytest.fixture
+def password_sentinels() -> Iterator[Sentinels]:
+    deployment = start_sentinels(password="m4ster-pw")
+    yield deployment
+    deployment.stop()
+
+
 def test_sentinel_urls() -> None:
     settings = settings_from(
         parse_url("redis+sentinel://:pw@10.0.0.1:26380,10.0.0.2/mymaster/3?sentinel_password=spw")
@@ -61,7 +68,12 @@ async def test_no_sentinel_answers() -> None:
 
 
 @pytest.mark.deadline(120)
-async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels) -> None:
+@pytest.mark.parametrize("how", ["master-killed", "forced-failover"])
+async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels, how: str) -> None:
+    """
+    The master killed (``SIGKILL``), or demoted by ``SENTINEL FAILOVER``
+    while it keeps running (a replica now: it must not be used again).
+    """
     name = unique_name("sentinel")
     options: dict[str, Any] = dict(name=name, timeout=1, connect_timeout=1)
     producer = await txqbroker.connect(sentinels.url, **options)
@@ -103,7 +115,14 @@ async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels) -
         assert unacknowledged
         old = sentinels.master_port()
         await eventually(lambda: sentinels.replicated(old), 10, "replication caught up")
-        sentinels.server(old).proc.kill()  # type: ignore[union-attr]
+        if how == "master-killed":
+            sentinels.server(old).proc.kill()  # type: ignore[union-attr]
+        else:
+            client = sentinels.client(sentinels.ports[0])
+            try:
+                client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+            finally:
+                client.close()
 
         for payload in sent[50:]:
             await eventually(lambda: enqueue(payload), 30, "an enqueue after the failover")
@@ -124,3 +143,20 @@ async def test_a_failover_loses_nothing_in_receipts_mode(sentinels: Sentinels) -
     assert set(received) == set(sent)
     duplicates = len(received) - len(set(received))
     assert duplicates <= len(unacknowledged) + retried_enqueues, (duplicates, retried_enqueues)
+
+
+async def test_a_master_with_a_password(password_sentinels: Sentinels) -> None:
+    from txqbroker.redis import CredentialsRefused
+
+    broker = await txqbroker.connect(password_sentinels.url, name=unique_name(), receipts=True)
+    try:
+        await broker.enqueue(b"through the Sentinels")
+        [(receipt, payload)] = await broker.dequeue()
+        assert payload == b"through the Sentinels"
+        await broker.acknowledge(receipt)
+    finally:
+        await broker.disconnect()
+    wrong = password_sentinels.url.replace("m4ster-pw", "not-it")
+    with pytest.raises(CredentialsRefused) as caught:
+        await txqbroker.connect(wrong, connect_timeout=2)
+    assert "not-it" not in str(caught.value)

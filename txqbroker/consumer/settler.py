@@ -23,7 +23,8 @@ from txqbroker.consumer.outcomes import Outcomes, Record
 from txqbroker.consumer.settlement import Action
 from txqbroker.consumer.stats import ConsumerStats
 from txqbroker.consumer.timing import Sleeper, broker_bound
-from txqbroker.interfaces import IBroker, ICodec, IReleasable
+from txqbroker._batches import Batches
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, ICodec, IReleasable
 
 __all__ = ["Settler", "named", "reason_of"]
 
@@ -81,6 +82,11 @@ class Settler:
         self.outcomes = outcomes
         self.log = log
         self.queue = broker.name
+        #: acknowledgements made while one is in flight go together, with one
+        #: acknowledge_many, where the broker has it
+        self._acks: Batches[str | None] | None = (
+            Batches(self._acknowledge_many) if IAcknowledgeMany.providedBy(broker) else None
+        )
 
     def _bound(self, d: "Deferred[Any]", what: str) -> "Deferred[Any]":
         return broker_bound(self.broker, self._clock, d, what)
@@ -130,7 +136,10 @@ class Settler:
         :param dead: it was just moved to the dead-letter queue.
         """
         try:
-            await self._bound(self.broker.acknowledge(delivery.receipt), "acknowledge")
+            if self._acks is not None:
+                await self._acks.submit(delivery.receipt)
+            else:
+                await self._bound(self.broker.acknowledge(delivery.receipt), "acknowledge")
         except Exception as e:
             # the package comes back after retry: at-least-once
             if dead:
@@ -150,6 +159,12 @@ class Settler:
             error=str(error),
             **fields,
         )
+
+    def _acknowledge_many(self, receipts: list[str | None]) -> "Deferred[list[None]]":
+        d: Deferred[Any] = self.broker.acknowledge_many(receipts)  # type: ignore[attr-defined]
+        if not d.called or d.paused:  # a broker without receipts answers at once: no timer
+            d = self._bound(d, "acknowledge")
+        return d.addCallback(lambda _: [None] * len(receipts))
 
     async def reject(self, delivery: Delivery, failure: Failure, task: Mapping[str, Any] | None) -> None:
         """Dead-letter a package that cannot run, and ``fail()`` it."""

@@ -53,7 +53,9 @@ class RedisConnection:
     :param options: generic broker options (``bulk``, ``wait``,
         ``timeout``, ``connect_timeout``, ``max_payload``, ``retry``), and
         ``receipts=True`` for a
-        :class:`~txqbroker.redis.receipts.RedisReceiptBroker` (Redis 6.2+).
+        :class:`~txqbroker.redis.receipts.RedisReceiptBroker` (Redis 6.2+;
+        give it a ``blocking`` handler: txredisapi does not take a pool's
+        connection aside for its ``BLMOVE``).
     :raise ConfigurationError: when a handler converts numbers, or an
         option is invalid.
     """

@@ -71,7 +71,9 @@ class ReceiptKeys:
       landing list;
     * ``q:alive:{id}``: a consumer's heartbeat (expires unless renewed);
     * ``q:landing:{id}``: the list a consumer's ``BLMOVE`` moves packages
-      into (normally empty: the next lease empties it).
+      into (normally empty: the next lease empties it);
+    * ``q:reaped``, ``q:judging``: when the reaper last ran, and when it may
+      judge heartbeats again after a gap (both expire).
 
     :param queue: the queue's key.
     """
@@ -83,6 +85,8 @@ class ReceiptKeys:
         self.deliveries = f"{queue}:deliveries"
         self.failed = f"{queue}:failed"
         self.consumers = f"{queue}:consumers"
+        self.reaped = f"{queue}:reaped"
+        self.judging = f"{queue}:judging"
 
     def alive(self, consumer: str) -> str:
         """The heartbeat key of ``consumer``."""

@@ -14,8 +14,8 @@ back when its lease expires.
 
 Each broker's heartbeat (:data:`~txqbroker.redis.scripts.REAP`, every
 ``retry / 4`` seconds, at most 5) renews its key ``q:alive:{id}`` and puts
-back, at the front of the queue, every package whose lease expired and the
-landing lists of brokers whose heartbeat stopped.  ``acknowledge`` and
+back, at the front of the queue, every package whose lease expired, and the
+leases and landing lists of brokers whose heartbeat stopped.  ``acknowledge`` and
 ``delete`` end a lease; ``fail`` ends it and keeps the package on
 ``q:failed``; ``release`` puts it back at once or after a delay.  A
 package's earlier deliveries are counted in ``q:deliveries`` under its
@@ -30,6 +30,7 @@ import uuid
 from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -149,7 +150,10 @@ class RedisReceiptBroker(RedisBroker):
         #: how long the heartbeat key lives (ms): three missed beats, plus
         #: a command's timeout
         self._alive_ms = round((3 * self.period + self.options.timeout) * 1000)
-        self._beating: Deferred[None] | None = None
+        #: the reaper passes in flight
+        self._passes: set[Deferred[None]] = set()
+        #: the early reaper passes :meth:`release` scheduled
+        self._wakeups: set[IDelayedCall] = set()
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = self._clock
         self._beat.start(self.period, now=True)
@@ -158,10 +162,10 @@ class RedisReceiptBroker(RedisBroker):
 
     # -- plumbing ----------------------------------------------------------
 
-    def _eval(self, script: Script, keys: list[str], args: list[Any], what: str, target: Any = None) -> "Deferred[Any]":
+    def _eval(self, script: Script, keys: list[str], args: list[Any], what: str) -> "Deferred[Any]":
         """Run ``script`` (on the command connection), bounded by ``timeout``."""
         try:
-            target = target or ready_connection(self._commands_factory) or self._commands
+            target = ready_connection(self._commands_factory) or self._commands
             d = script(target, keys, args)
         except Exception:
             return fail(translate(Failure(), what))
@@ -212,19 +216,20 @@ class RedisReceiptBroker(RedisBroker):
         keys = self.keys
         d = self._eval(
             REAP,
-            [keys.leases, keys.leased, keys.deliveries, keys.queue, keys.consumers],
+            [keys.leases, keys.leased, keys.deliveries, keys.queue, keys.consumers, keys.reaped, keys.judging],
             [REAP_LIMIT, keys.queue, self.consumer, self._alive_ms],
             "heartbeat",
         )
 
         def reaped(reply: Any) -> None:
-            expired, landed = (int(n) for n in reply)
-            if expired or landed:
+            expired, landed, orphaned = (int(n) for n in reply)
+            if expired or landed or orphaned:
                 self.log.info(
-                    "{queue}: put back {expired} package(s) whose lease expired and "
-                    "{landed} from stopped consumers",
+                    "{queue}: put back {expired} package(s) whose lease expired, and "
+                    "{orphaned} leased and {landed} landed for consumers whose heartbeat stopped",
                     queue=self.key,
                     expired=expired,
+                    orphaned=orphaned,
                     landed=landed,
                 )
 
@@ -234,8 +239,11 @@ class RedisReceiptBroker(RedisBroker):
             )
 
         d.addCallbacks(reaped, failed)
-        self._beating = d
-        return d
+        self._passes.add(d)
+        return d.addBoth(self._passed, d)
+
+    def _passed(self, result: object, d: "Deferred[None]") -> None:
+        self._passes.discard(d)
 
     # -- receipts ----------------------------------------------------------------
 
@@ -263,7 +271,7 @@ class RedisReceiptBroker(RedisBroker):
         """
         return self._settle([task_id], "acknowledge", keep=False)
 
-    def acknowledge_many(self, task_ids: Sequence[str]) -> "Deferred[None]":
+    def acknowledge_many(self, task_ids: "Sequence[str | None]") -> "Deferred[None]":
         """
         :meth:`acknowledge` several receipts in one round trip.
 
@@ -287,8 +295,9 @@ class RedisReceiptBroker(RedisBroker):
     def release(self, task_id: str, delay: float = 0) -> "Deferred[None]":
         """
         Make the package deliverable again: at once (at the front of the
-        queue), or after ``delay`` seconds.  Its delivery is counted.  A
-        stale receipt is ignored.
+        queue), or after ``delay`` seconds (the reaper puts it back then:
+        this broker runs a pass when a delay shorter than its heartbeat
+        period ends).  Its delivery is counted.  A stale receipt is ignored.
 
         :raise ConfigurationError: (errback) when ``delay`` is not a
             non-negative number.
@@ -301,7 +310,23 @@ class RedisReceiptBroker(RedisBroker):
             lease, _ = self._split(task_id)
         except UnknownReceipt:
             return fail()
+        if delay > 0 and delay < self.period:
+            self._reap_after(delay)
         return self._release(lease, delay)
+
+    def _reap_after(self, delay: float) -> None:
+        """
+        A reaper pass ``delay`` seconds from now (just after a released
+        package's delay ends), sooner than the next heartbeat would come.
+        """
+
+        def due() -> None:
+            self._wakeups.discard(call)
+            if not self._closed:
+                self._heartbeat()
+
+        call = self._clock.callLater(delay + 0.01, due)
+        self._wakeups.add(call)
 
     def touch(self, task_id: str, timeout: float | None = None) -> "Deferred[str]":
         """
@@ -402,8 +427,11 @@ class RedisReceiptBroker(RedisBroker):
         """
         if self._beat.running:
             self._beat.stop()
-        if self._beating is not None and not self._beating.called:
-            self._beating.cancel()  # (the script still runs if it was sent)
+        for call in self._wakeups:
+            call.cancel()
+        self._wakeups.clear()
+        for d in list(self._passes):
+            d.cancel()  # (the script still runs if it was sent)
         return super().disconnect()
 
     close = disconnect

@@ -142,39 +142,65 @@ return 1
 #: The heartbeat of consumer ARGV[3] (ARGV[4] ms to live; none when
 #: ARGV[3] is empty), then the reaper: up to ARGV[1] expired leases back at
 #: the front of the queue KEYS[4], oldest first, their deliveries counted;
-#: the landing lists of consumers (set KEYS[5]) whose heartbeat expired
-#: back at the front of the queue too.  ARGV[2] is the queue key, the
-#: prefix of the heartbeat and landing keys.  Returns {leases put back,
-#: landed packages put back}.
+#: then, for each consumer of the set KEYS[5] whose heartbeat expired, its
+#: landing list and its leases back at the front of the queue too (the
+#: leases counted as deliveries).  ARGV[2] is the queue key, the prefix of
+#: the heartbeat and landing keys.  KEYS[6] holds the time of the last pass:
+#: after a gap longer than a heartbeat's life (a frozen server, or no
+#: consumer for a while), every heartbeat may have expired meanwhile, so no
+#: consumer is judged for one more heartbeat's life (KEYS[7]: judging
+#: resumes then).  Returns {expired leases, landed packages, leases of
+#: stopped consumers} put back.
 REAP = Script(
     """
 local now = now_ms()
+local life = tonumber(ARGV[4])
+local last = tonumber(redis.call('GET', KEYS[6]) or '0')
+redis.call('SET', KEYS[6], now, 'PX', 10 * life)
+if now - last >= life then
+  redis.call('SET', KEYS[7], now + life, 'PX', 2 * life)
+end
+local judge = now >= tonumber(redis.call('GET', KEYS[7]) or '0')
 if ARGV[3] ~= '' then
-  redis.call('SET', ARGV[2] .. ':alive:' .. ARGV[3], '1', 'PX', ARGV[4])
+  redis.call('SET', ARGV[2] .. ':alive:' .. ARGV[3], '1', 'PX', life)
   redis.call('SADD', KEYS[5], ARGV[3])
 end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for i = #ids, 1, -1 do
-  local id = ids[i]
+local function put_back(id)
   local p = redis.call('HGET', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
   if p then
     redis.call('HDEL', KEYS[2], id)
     redis.call('HINCRBY', KEYS[3], redis.sha1hex(p), 1)
     redis.call('LPUSH', KEYS[4], p)
+    return 1
   end
+  return 0
 end
-local landed = 0
-for _, consumer in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  if redis.call('EXISTS', ARGV[2] .. ':alive:' .. consumer) == 0 then
-    local landing = ARGV[2] .. ':landing:' .. consumer
-    while redis.call('LMOVE', landing, KEYS[4], 'RIGHT', 'LEFT') do
-      landed = landed + 1
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for i = #ids, 1, -1 do
+  put_back(ids[i])
+end
+local landed, orphaned = 0, 0
+if judge then
+  for _, consumer in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    if redis.call('EXISTS', ARGV[2] .. ':alive:' .. consumer) == 0 then
+      local landing = ARGV[2] .. ':landing:' .. consumer
+      while redis.call('LMOVE', landing, KEYS[4], 'RIGHT', 'LEFT') do
+        landed = landed + 1
+      end
+      local prefix = consumer .. '.'
+      local held = {}
+      for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+        if string.sub(id, 1, #prefix) == prefix then held[#held + 1] = id end
+      end
+      for i = #held, 1, -1 do
+        orphaned = orphaned + put_back(held[i])
+      end
+      redis.call('SREM', KEYS[5], consumer)
     end
-    redis.call('SREM', KEYS[5], consumer)
   end
 end
-return {#ids, landed}
+return {#ids, landed, orphaned}
 """
 )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import txredisapi
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
@@ -44,10 +44,8 @@ def master_only(protocol_class: Any) -> Any:
     class MasterOnly(protocol_class):
         def connectionMade(self) -> Any:
             first: Deferred[Any] = (
-                self.auth(self.password, self.username) if self.password is not None else Deferred()
+                self.auth(self.password, self.username) if self.password is not None else succeed(None)
             )
-            if self.password is None:
-                first.callback(None)
             first.addCallback(lambda _: self.execute_command("ROLE"))
 
             def checked(role: Any) -> Any:
