@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from txqbroker.consumer.stats import decode_record, stats_pattern
 from txqbroker.interfaces import IBroker, IStats
 
-__all__ = ["Overview", "take_overview", "consumer_rows"]
+__all__ = ["Overview", "take_overview", "consumer_rows", "consumer_lines", "group_workers", "Line"]
 
 Bound = Callable[["Deferred[Any]", str], "Deferred[Any]"]
 
@@ -53,6 +53,7 @@ class Overview:
             "failed": self.failed,
             "rate": self.rate,
             "consumers": self.consumers,
+            "supervisors": [totals for totals, _ in group_workers(self.consumers) if totals is not None],
             "time": self.time,
             "errors": self.errors,
         }
@@ -122,21 +123,92 @@ CONSUMER_COLUMNS = (
 )
 
 
+def _cells(r: dict[str, Any], host: str) -> list[str]:
+    rate = r.get("rate")
+    return [
+        host,
+        str(r.get("pid", "?")),
+        str(r.get("state", "?")),
+        str(r.get("processed", "?")),
+        str(r.get("failed", "?")),
+        str(r.get("in_flight", "?")),
+        f"{rate:.1f}" if isinstance(rate, (int, float)) else "?",
+        _duration(r.get("uptime")),
+    ]
+
+
+def _total(records: list[dict[str, Any]], key: str) -> Any:
+    values: list[Any] = [r.get(key) for r in records]
+    if not all(isinstance(v, (int, float)) for v in values):
+        return "?"
+    return round(sum(values), 3)
+
+
+@dataclass
+class Line:
+    """
+    One row of the consumers' table.
+
+    :ivar kind: ``consumer`` (a lone process), ``supervisor`` (the totals of
+        a ``--workers`` parent's children) or ``worker`` (one of them).
+    :ivar record: the consumer's record (for a supervisor: its totals).
+    :ivar cells: the row's text, in :data:`CONSUMER_COLUMNS` order.
+    """
+
+    kind: str
+    record: dict[str, Any]
+    cells: list[str]
+
+
+def group_workers(consumers: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """
+    The consumers grouped by their supervisor (``--workers``): ``(totals,
+    children)`` for a supervisor's children, ``(None, [record])`` for a lone
+    consumer; in the order of the first of each, children by number.
+    """
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for record in consumers:
+        parent = record.get("supervisor")
+        key = ("supervisor", record.get("host"), parent) if parent is not None else ("consumer", record.get("id"))
+        groups.setdefault(key, []).append(record)
+    result: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
+    for key, records in groups.items():
+        if key[0] == "consumer":
+            result.extend((None, [record]) for record in records)
+            continue
+        records.sort(key=lambda r: (str(r.get("worker", "")).zfill(6), str(r.get("id"))))
+        states = {str(r.get("state")) for r in records}
+        totals: dict[str, Any] = {
+            "id": f"{key[1]}:{key[2]}",
+            "host": key[1],
+            "pid": key[2],
+            "state": f"{len(records)} workers" if states == {"running"} else ", ".join(sorted(states)),
+            "workers": [r.get("id") for r in records],
+            "uptime": max((r.get("uptime") or 0 for r in records), default=0),
+        }
+        for counter in ("processed", "failed", "in_flight", "rate"):
+            totals[counter] = _total(records, counter)
+        result.append((totals, records))
+    return result
+
+
+def consumer_lines(overview: Overview) -> list[Line]:
+    """
+    The consumers' table: a lone consumer as one row; a ``--workers``
+    supervisor's children under one row of their totals, each child on a
+    row of its own (``└ worker 2``).
+    """
+    lines = []
+    for totals, records in group_workers(overview.consumers):
+        if totals is None:
+            lines.append(Line("consumer", records[0], _cells(records[0], str(records[0].get("host", "?")))))
+            continue
+        lines.append(Line("supervisor", totals, _cells(totals, str(totals.get("host", "?")))))
+        for r in records:
+            lines.append(Line("worker", r, _cells(r, f"\u2514 worker {r.get('worker', '?')}")))
+    return lines
+
+
 def consumer_rows(overview: Overview) -> list[list[str]]:
-    """The consumers as rows of text, in :data:`CONSUMER_COLUMNS` order."""
-    rows = []
-    for r in overview.consumers:
-        rate = r.get("rate")
-        rows.append(
-            [
-                str(r.get("host", "?")),
-                str(r.get("pid", "?")),
-                str(r.get("state", "?")),
-                str(r.get("processed", "?")),
-                str(r.get("failed", "?")),
-                str(r.get("in_flight", "?")),
-                f"{rate:.1f}" if isinstance(rate, (int, float)) else "?",
-                _duration(r.get("uptime")),
-            ]
-        )
-    return rows
+    """The consumers' table as rows of text (:func:`consumer_lines`), in :data:`CONSUMER_COLUMNS` order."""
+    return [line.cells for line in consumer_lines(overview)]

@@ -10,7 +10,7 @@ import datetime
 from html import escape
 from typing import Any, Iterable, Mapping
 
-from txqbroker.ops.overview import CONSUMER_COLUMNS, Overview, consumer_rows
+from txqbroker.ops.overview import CONSUMER_COLUMNS, Overview, consumer_lines
 
 __all__ = ["render_page", "REFRESH"]
 
@@ -39,6 +39,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 .failures li { margin: 0 0 .6rem; word-break: break-word; }
 .failures small, footer { color: var(--dim); }
 .errors { color: var(--bad); }
+tr.supervisor td { font-weight: 600; }
 footer { margin-top: 2rem; font-size: .9rem; }
 @media (max-width: 40rem) {
   table.cards thead { display: none; }
@@ -72,14 +73,17 @@ def _consumers(overview: Overview) -> str:
         f'<th class="n">{escape(h)}</th>' if right else f"<th>{escape(h)}</th>" for h, right in CONSUMER_COLUMNS
     )
     rows = []
-    for record, row in zip(overview.consumers, consumer_rows(overview)):
+    for line in consumer_lines(overview):
+        record, row = line.record, line.cells
         cells = []
         for (heading, right), value in zip(CONSUMER_COLUMNS, row):
             css = ' class="n"' if right else ""
             if heading == "state":
                 css = f' class="state-{escape(value)}"'
             cells.append(f'<td data-label="{escape(heading)}"{css}>{escape(value)}</td>')
-        rows.append(f'<tr id="consumer-{escape(str(record.get("id", "")))}">{"".join(cells)}</tr>')
+        rows.append(
+            f'<tr id="{line.kind}-{escape(str(record.get("id", "")))}" class="{line.kind}">{"".join(cells)}</tr>'
+        )
     return f'<table class="cards" id="consumers"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -105,9 +109,10 @@ def render_page(
     overview: Overview,
     state: str,
     ready: bool,
-    failures: Iterable[Mapping[str, Any]] = (),
+    failures: Iterable[Mapping[str, Any]] | None = (),
     refresh: int = REFRESH,
     server: str | None = None,
+    who: str = "this consumer",
 ) -> bytes:
     """
     The page, UTF-8.
@@ -115,7 +120,9 @@ def render_page(
     :param overview: the queue and its consumers.
     :param state: this consumer's state.
     :param ready: whether this consumer is ready (connected and fetching).
-    :param failures: the last failures seen by this consumer, newest first.
+    :param failures: the last failures seen by this consumer, newest first
+        (``None``: not known here, as on a ``--workers`` supervisor's page).
+    :param who: whose state and readiness the page shows.
     :param server: the broker server's name and version.
     """
     badge = '<span class="badge ok">ready</span>' if ready else '<span class="badge bad">not ready</span>'
@@ -139,13 +146,13 @@ def render_page(
 </head>
 <body>
 <h1>txqbroker &middot; {escape(overview.queue)}</h1>
-<p class="sub">{escape(server) + " &middot; " if server else ""}this consumer: <span class="state-{escape(state)}">{escape(state)}</span> {badge}</p>
+<p class="sub">{escape(server) + " &middot; " if server else ""}{escape(who)}: <span class="state-{escape(state)}">{escape(state)}</span> {badge}</p>
 <section class="tiles" id="queue">{tiles}</section>
 {errors}
 <h2>Consumers</h2>
 {_consumers(overview)}
 <h2>Last failures</h2>
-{_failures(failures)}
+{_failures(failures) if failures is not None else '<p class="sub">Each worker logs its failures; <code>txqbroker failed list</code> shows the dead letters.</p>'}
 <footer>Updated {escape(_time(overview.time))}, refreshes every {int(refresh)} s &middot;
 <a href="metrics">metrics</a> &middot; <a href="health/ready">readiness</a></footer>
 </body>

@@ -14,7 +14,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from txqbroker.ops.overview import CONSUMER_COLUMNS, Overview, consumer_rows
+from txqbroker.ops.overview import CONSUMER_COLUMNS, Overview, consumer_lines
 
 __all__ = ["overview_view", "fitted_view"]
 
@@ -61,12 +61,14 @@ def overview_view(
         consumers = Table(box=box.SIMPLE_HEAD, expand=False, padding=(0, 1))
         for heading, right in CONSUMER_COLUMNS:
             consumers.add_column(heading, justify="right" if right else "left", no_wrap=True)
-        rows = consumer_rows(overview)
+        rows = consumer_lines(overview)
         shown = rows if limit is None or len(rows) <= limit else rows[: max(0, limit)]
-        for row in shown:
-            state = row[2]
-            cells = [Text(cell) for cell in row]
-            cells[2].stylize(_STATE_STYLES.get(state, ""))
+        for line in shown:
+            cells = [Text(cell) for cell in line.cells]
+            cells[2].stylize(_STATE_STYLES.get(line.cells[2], ""))
+            if line.kind == "supervisor":
+                for cell in cells:
+                    cell.stylize("bold")
             consumers.add_row(*cells)
         parts.append(consumers)
         if len(shown) < len(rows):
@@ -87,5 +89,5 @@ def fitted_view(
     excess = lines - console.size.height
     if excess > 0 and overview.consumers:
         # one line per row; one more row says how many are left out
-        view = overview_view(overview, server, limit=len(overview.consumers) - excess - 1, footer=footer)
+        view = overview_view(overview, server, limit=len(consumer_lines(overview)) - excess - 1, footer=footer)
     return view
