@@ -342,10 +342,6 @@ class Options(usage.Options):
                     "decorate the functions that may run with @txqbroker.tasks.task"
                 )
             _check_schedules(self)
-            if self["workers"] > 1 and self.get("http"):
-                # (the operations endpoint, when present) N children cannot
-                # all listen on one endpoint
-                raise ConfigurationError("--http cannot be combined with --workers yet")
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -467,7 +463,7 @@ def makeService(options: Options) -> IService:
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, service)
     _log_from_info(service)
-    _as_worker(service, reactor)
+    worker = _as_worker(service, reactor, bool(options.get("http")))
     scheduler = _scheduler(options, reactor)
     top: IService = service
     if results is not None or scheduler is not None:
@@ -481,7 +477,8 @@ def makeService(options: Options) -> IService:
         top = parent
     from txqbroker.ops.service import with_http
 
-    return with_http(options.get("http"), service, top, reactor)
+    # a worker process: its supervisor serves --http
+    return with_http(None if worker else options.get("http"), service, top, reactor)
 
 
 def _scheduler(options: Options, reactor: Any) -> IService | None:
@@ -512,30 +509,52 @@ def _supervisor(options: Options, reactor: Any) -> IService:
     from txqbroker.workers import SupervisorService
     from txqbroker.workers.supervisor import reactor_args
 
+    metrics_dir = None
+    if options.get("http"):
+        import shutil
+        import tempfile
+
+        # the children's multiprocess metrics, for this run only
+        metrics_dir = tempfile.mkdtemp(prefix="txqbroker-metrics-")
+        reactor.addSystemEventTrigger("after", "shutdown", shutil.rmtree, metrics_dir, True)
     supervisor = SupervisorService(
         getattr(options, "raw_args", []),
         options["workers"],
         reactor,
         twist_args=reactor_args(reactor),
         standalone=True,
+        metrics_dir=metrics_dir,
     )
     reactor.addSystemEventTrigger("after", "shutdown", _exit_status, supervisor)
+    if metrics_dir is not None:
+        from txqbroker.ops.workers import with_workers_http
+
+        return with_workers_http(options["http"], supervisor, metrics_dir, reactor)
     return supervisor
 
 
-def _as_worker(service: ConsumerService, reactor: Any) -> None:
+def _as_worker(service: ConsumerService, reactor: Any, http: bool = False) -> bool:
     """
     In a worker process of ``--workers``: add the supervisor's pid and the
     worker's number to the stats record (fields ``supervisor`` and
-    ``worker``), and tell the supervisor once the consumer consumes.
+    ``worker``), and tell the supervisor once the consumer consumes; with
+    ``http`` (the supervisor serves ``--http``), report to it
+    (:mod:`txqbroker.workers.reports`).
+
+    :return: whether this process is a worker process.
     """
     from txqbroker.workers import WORKER_ENV, supervisor_pid
     from txqbroker.workers.supervisor import announce_ready
 
     parent = supervisor_pid()
     if parent is None:
-        return
+        return False
     number = int(os.environ.get(WORKER_ENV, "0") or 0)
     extra = service.monitor._extra
     service.monitor._extra = lambda: {**extra(), "supervisor": parent, "worker": number}
     announce_ready(lambda: service.stats.state == "running", reactor, number)
+    if http:
+        from txqbroker.workers.reports import report_to_supervisor
+
+        report_to_supervisor(service, reactor, number)
+    return True

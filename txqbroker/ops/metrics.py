@@ -19,7 +19,7 @@ tasks may keep busy, so a scrape could wait behind them).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,7 +29,7 @@ from twisted.web.server import Request
 
 from txqbroker.consumer.stats import ConsumerStats
 
-__all__ = ["Metrics", "MetricsResource", "metrics_text", "OUTCOMES"]
+__all__ = ["Metrics", "MetricsResource", "metrics_text", "gauge_families", "GAUGES", "OUTCOMES"]
 
 #: what :meth:`Metrics.task_finished` accepts as an outcome
 OUTCOMES = ("success", "failure")
@@ -42,6 +42,37 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, float("i
 UNKNOWN_TASK = "unknown"
 
 
+#: the gauges read at scrape time: (name, documentation, the counter of
+#: :class:`~txqbroker.consumer.stats.ConsumerStats` it shows)
+GAUGES = (
+    ("txqbroker_tasks_in_flight", "Tasks running now.", "in_flight"),
+    ("txqbroker_packages_prefetched", "Packages fetched and waiting to start.", "waiting"),
+    ("txqbroker_queue_size", "Packages waiting in the queue (at the last stats refresh).", "queue_size"),
+    ("txqbroker_consumer_up", "1 while the consumer is connected and fetching, else 0.", "state"),
+)
+
+
+def gauge_families(labels: Sequence[str], consumers: Iterable[tuple[Sequence[str], Mapping[str, Any]]]) -> Iterator[Metric]:
+    """
+    The :data:`GAUGES` of some consumers.
+
+    :param labels: the label names.
+    :param consumers: each consumer's label values and counters (as
+        :class:`~txqbroker.consumer.stats.ConsumerStats` names them).
+    """
+    consumers = list(consumers)
+    for name, documentation, field in GAUGES:
+        gauge = GaugeMetricFamily(name, documentation, labels=list(labels))
+        for values, counters in consumers:
+            value = counters.get(field)
+            if field == "state":
+                value = 1 if value == "running" else 0
+            if value is not None:
+                gauge.add_metric(list(values), float(value))
+        if gauge.samples:
+            yield gauge
+
+
 class _Gauges:
     """Reads the consumer's gauges at scrape time."""
 
@@ -50,22 +81,7 @@ class _Gauges:
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats
-        queue = [stats.queue]
-        for name, documentation, value in (
-            ("txqbroker_tasks_in_flight", "Tasks running now.", stats.in_flight),
-            ("txqbroker_packages_prefetched", "Packages fetched and waiting to start.", stats.waiting),
-            ("txqbroker_queue_size", "Packages waiting in the queue (at the last stats refresh).", stats.queue_size),
-            (
-                "txqbroker_consumer_up",
-                "1 while the consumer is connected and fetching, else 0.",
-                1 if stats.state == "running" else 0,
-            ),
-        ):
-            if value is None:
-                continue
-            gauge = GaugeMetricFamily(name, documentation, labels=["queue"])
-            gauge.add_metric(queue, float(value))
-            yield gauge
+        return gauge_families(["queue"], [([stats.queue], {f: getattr(stats, f) for _, _, f in GAUGES})])
 
 
 class Metrics:
@@ -74,12 +90,18 @@ class Metrics:
         label).
     :param registry: where the metrics are registered; a new
         :class:`~prometheus_client.CollectorRegistry` by default.
+    :param worker: in a worker process of ``--workers``, its number: every
+        metric gets a ``worker`` label with it.
     """
 
-    def __init__(self, stats: ConsumerStats, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, stats: ConsumerStats, registry: CollectorRegistry | None = None, worker: int | None = None
+    ) -> None:
         self.stats = stats
         self.registry = registry if registry is not None else CollectorRegistry()
-        per_task = ["queue", "task"]
+        self._worker = () if worker is None else (str(worker),)
+        per_queue = ["queue"] + (["worker"] if worker is not None else [])
+        per_task = per_queue + ["task"]
         self.processed = Counter(
             "txqbroker_tasks_processed", "Tasks that succeeded.", per_task, registry=self.registry
         )
@@ -104,13 +126,13 @@ class Metrics:
             buckets=WAIT_BUCKETS, registry=self.registry,
         )
         self.reconnects = Counter(
-            "txqbroker_broker_reconnects", "Times the broker came back after failing.", ["queue"],
+            "txqbroker_broker_reconnects", "Times the broker came back after failing.", per_queue,
             registry=self.registry,
         )
         self.registry.register(_Gauges(stats))
 
-    def _labels(self, name: str | None) -> tuple[str, str]:
-        return self.stats.queue, name or UNKNOWN_TASK
+    def _labels(self, name: str | None) -> tuple[str, ...]:
+        return (self.stats.queue, *self._worker, name or UNKNOWN_TASK)
 
     def task_finished(self, name: str, duration: float, wait: float | None, outcome: str) -> None:
         """
@@ -139,7 +161,7 @@ class Metrics:
 
     def broker_reconnected(self) -> None:
         """The broker answered again after failing."""
-        self.reconnects.labels(self.stats.queue).inc()
+        self.reconnects.labels(self.stats.queue, *self._worker).inc()
 
 
 def metrics_text(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:

@@ -18,7 +18,7 @@ from txqbroker.ops.metrics import Metrics
 from txqbroker.ops.observer import ConsumerObserver
 from txqbroker.ops.web import ConsumerView, QuietSite, RecentFailures, make_root
 
-__all__ = ["WithHTTP", "check_endpoint", "http_service", "with_http"]
+__all__ = ["WithHTTP", "check_endpoint", "http_service", "listener", "with_http"]
 
 
 def check_endpoint(description: str) -> None:
@@ -36,7 +36,12 @@ def check_endpoint(description: str) -> None:
 
 def http_service(description: str, view: ConsumerView, reactor: Any) -> StreamServerEndpointService:
     """The listener serving :func:`~txqbroker.ops.web.make_root` on ``description``."""
-    service = StreamServerEndpointService(serverFromString(reactor, description), QuietSite(make_root(view)))
+    return listener(description, make_root(view), reactor)
+
+
+def listener(description: str, root: Any, reactor: Any) -> StreamServerEndpointService:
+    """The listener serving the resource ``root`` on ``description``."""
+    service = StreamServerEndpointService(serverFromString(reactor, description), QuietSite(root))
     # a port that cannot be listened on stops twistd at start-up, loudly
     service._raiseSynchronously = True
     return service

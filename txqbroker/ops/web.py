@@ -35,7 +35,7 @@ from txqbroker.ops.metrics import Metrics, MetricsResource
 from txqbroker.ops.overview import Overview, take_overview
 from txqbroker.ops.page import render_page
 
-__all__ = ["RecentFailures", "ConsumerView", "make_root", "QuietSite"]
+__all__ = ["RecentFailures", "ConsumerView", "make_root", "QuietSite", "json_response"]
 
 log = Logger()
 
@@ -118,7 +118,8 @@ class ConsumerView:
         )
 
 
-def _json(request: Request, code: int, body: Mapping[str, Any]) -> bytes:
+def json_response(request: Request, code: int, body: Mapping[str, Any]) -> bytes:
+    """Answer ``body`` as JSON with status ``code``."""
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
@@ -134,7 +135,7 @@ class _Health(resource.Resource):
 
     def render_GET(self, request: Request) -> bytes:
         ok = self._check()
-        return _json(request, 200 if ok else 503, {self._name: ok, "state": self._view.state})
+        return json_response(request, 200 if ok else 503, {self._name: ok, "state": self._view.state})
 
     render_HEAD = render_GET
 

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from txqbroker.consumer import Backoff
 from txqbroker.errors import ConfigurationError
+from txqbroker.workers.reports import REPORT_FIELD
 
 __all__ = [
     "SupervisorService",
@@ -40,6 +41,7 @@ __all__ = [
     "supervisor_pid",
     "SUPERVISOR_ENV",
     "WORKER_ENV",
+    "METRICS_DIR_ENV",
     "READY_FIELD",
     "FATAL_STATUSES",
     "MAX_START_FAILURES",
@@ -49,6 +51,9 @@ __all__ = [
 SUPERVISOR_ENV = "TXQBROKER_SUPERVISOR"
 #: the environment variable telling a child its number (1..N)
 WORKER_ENV = "TXQBROKER_WORKER"
+#: prometheus_client's multiprocess directory, set for the children of a
+#: supervisor serving ``--http``
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: the field of the log event a child emits once it consumes
 READY_FIELD = "txqbroker_worker_ready"
 #: exit statuses of a child that will not do better when restarted
@@ -99,6 +104,8 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.signal: int | None = None
         self._out = b""
         self._err = b""
+        #: the child's last report (``--http``: :mod:`txqbroker.workers.reports`)
+        self.report: dict[str, Any] | None = None
         #: the child's last error lines (standard error, error events)
         self.last_errors: deque[str] = deque(maxlen=200)
 
@@ -131,6 +138,10 @@ class WorkerProcess(protocol.ProcessProtocol):
             event = None
         if not isinstance(event, dict) or "log_format" not in event:
             self.supervisor.log.info("{label}{line}", label=self.label, line=text)
+            return
+        report = event.get(REPORT_FIELD)
+        if isinstance(report, dict):
+            self.report = report  # kept for the supervisor's --http, not logged
             return
         if event.get(READY_FIELD) and not self.ready:
             self.ready = True
@@ -194,6 +205,9 @@ class SupervisorService(service.Service):
     :param standalone: the service owns the process (``twistd`` sets this):
         while stopping, a second SIGTERM or SIGINT is forwarded to the
         children.
+    :param metrics_dir: the supervisor serves ``--http``: the children's
+        multiprocess metrics directory (``PROMETHEUS_MULTIPROC_DIR``); they
+        report to the supervisor (:mod:`txqbroker.workers.reports`).
     """
 
     log = Logger()
@@ -209,6 +223,7 @@ class SupervisorService(service.Service):
         backoff: Backoff | None = None,
         quick_death: float = QUICK_DEATH,
         standalone: bool = False,
+        metrics_dir: str | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -223,6 +238,7 @@ class SupervisorService(service.Service):
         self.backoff = backoff or Backoff(0.5, 30.0, 2.0)
         self.quick_death = quick_death
         self.standalone = standalone
+        self.metrics_dir = metrics_dir
         #: the children running now, by number
         self.workers: dict[int, WorkerProcess] = {}
         #: the pids of every child started, in order
@@ -321,6 +337,8 @@ class SupervisorService(service.Service):
         env = dict(os.environ)
         env[SUPERVISOR_ENV] = str(os.getpid())
         env[WORKER_ENV] = str(number)
+        if self.metrics_dir is not None:
+            env[METRICS_DIR_ENV] = self.metrics_dir
         argv = self.command(number)
         self._reactor.spawnProcess(
             worker, argv[0], argv, env=env, path=os.getcwd(), childFDs={0: "w", 1: "r", 2: "r"}
@@ -338,6 +356,10 @@ class SupervisorService(service.Service):
     def worker_ended(self, worker: WorkerProcess) -> None:
         if self.workers.get(worker.number) is worker:
             del self.workers[worker.number]
+        if self.metrics_dir is not None and worker.pid is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid, self.metrics_dir)
         how = describe_end(worker.status, worker.signal)
         if self._stopping:
             self.log.info(
