@@ -112,11 +112,12 @@ class _Gauges:
         self._view = view
 
     def collect(self) -> Iterator[Metric]:
-        rows = []
-        for w in self._view.workers():
+        rows, workers = [], self._view.workers()
+        queues = [str(w["report"]["queue"]) for w in workers if w["report"] and w["report"].get("queue")]
+        for w in workers:
             report = w["report"] or {}
             counters = dict(report, state=w["state"]) if w["ready"] else {"state": w["state"]}
-            rows.append(([str(report.get("queue", self._view.overview().queue)), str(w["worker"])], counters))
+            rows.append(([str(report.get("queue") or (queues[0] if queues else "?")), str(w["worker"])], counters))
         return gauge_families(["queue", "worker"], rows)
 
 
