@@ -16,7 +16,8 @@ policy), :mod:`~txqbroker.consumer.settler` and
 :mod:`~txqbroker.consumer.outcomes` (carrying it out),
 :mod:`~txqbroker.consumer.followups` (the next step of a chain, the hook);
 :mod:`~txqbroker.consumer.connector` connects the brokers and checks the
-result store at the start.
+result store at the start; :mod:`~txqbroker.consumer.draining` drains at the
+stop.
 """
 
 from txqbroker.consumer.config import Backoff, ConsumerConfig

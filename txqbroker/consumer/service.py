@@ -22,6 +22,7 @@ from twisted.python.threadpool import ThreadPool
 from txqbroker.consumer.config import ConsumerConfig
 from txqbroker.consumer.connector import Connector
 from txqbroker.consumer.delivery import Delivery, TaskTimeout, dead_letter_name
+from txqbroker.consumer.draining import catch_second_signal, drain
 from txqbroker.consumer.events import ConsumerEvents
 from txqbroker.ops.listener import DeadLetterReasons
 from txqbroker.consumer.fetcher import Fetcher
@@ -303,33 +304,12 @@ class ConsumerService(service.Service):
 
     async def _stop_fetching_and_drain(self) -> None:
         if self._standalone:
-            self._catch_second_signal()
+            catch_second_signal(self._reactor, self.abort)
         self._connector.cancel()
         self._sleeper.wake()
         self.fetcher.wake()
-        if self._main is not None:
-            # the dequeue in progress ends within the broker's wait; it is not
-            # cancelled, so what it brings is simply handed back too
-            await self._main
-        for delivery in self.fetcher.take_all():
-            await self._hand_back(delivery)
-        if self.runner.inflight:
-            self.log.info(
-                "draining: waiting up to {timeout:g} s for {count} running task(s)",
-                timeout=self.config.drain_timeout,
-                count=len(self.runner.inflight),
-            )
-            await self.runner.when_idle()
-            self.log.info("drained {queue}", queue=self.queue)
-
-    def _catch_second_signal(self) -> None:
-        import signal
-
-        def second(signum: int, frame: Any) -> None:
-            self._reactor.callFromThread(self.abort, f"signal {signum} while draining")
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, second)
+        fetcher, runner, config = self.fetcher, self.runner, self.config
+        await drain(fetcher, runner, self._main, self._hand_back, self.log, self.queue, config.drain_timeout)
 
     # -- wiring the parts ----------------------------------------------------
 
