@@ -511,12 +511,14 @@ def _supervisor(options: Options, reactor: Any) -> IService:
 
     metrics_dir = None
     if options.get("http"):
+        import atexit
         import shutil
         import tempfile
 
         # the children's multiprocess metrics, for this run only
         metrics_dir = tempfile.mkdtemp(prefix="txqbroker-metrics-")
         reactor.addSystemEventTrigger("after", "shutdown", shutil.rmtree, metrics_dir, True)
+        atexit.register(shutil.rmtree, metrics_dir, True)  # also when twistd cannot start
     supervisor = SupervisorService(
         getattr(options, "raw_args", []),
         options["workers"],
