@@ -252,25 +252,36 @@ class ConsumerService(service.Service):
             tasks=", ".join(self.registry.names()) or "(none)",
         )
         self._start_monitor()
-        await self.fetcher.run(broker)
+        try:
+            await self.fetcher.run(broker)
+        except ConfigurationError as e:
+            self._misconfigured(e)
 
     async def _connect(self) -> None:
         connector = self._connector
         try:
             back = await connector.connect(self.queue, self._resolved, self._fetching, self.fetcher.broker_down)
         except ConfigurationError as e:
-            self.log.critical(
-                "the broker for {queue} refused its configuration: {error}", queue=self.queue, error=str(e)
-            )
-            self.fetcher.fetching = False
-            self.configuration_error = e
-            self.stats.state = "misconfigured"
-            if self._standalone:
-                self._reactor.callWhenRunning(self._reactor.stop)
+            self._misconfigured(e)
             back = False
         self.broker, self.dead_letters = connector.broker, connector.dead_letters
         if back and self.events.listeners:
             self.events.broker_up(self.queue)
+
+    def _misconfigured(self, error: ConfigurationError) -> None:
+        """
+        The broker refused its configuration (on connecting, or later, e.g.
+        credentials refused after a reconnection): stop for good (and stop
+        the reactor when standalone: ``twistd qbroker`` exits 78).
+        """
+        self.log.critical(
+            "the broker for {queue} refused its configuration: {error}", queue=self.queue, error=str(error)
+        )
+        self.fetcher.fetching = False
+        self.configuration_error = error
+        self.stats.state = "misconfigured"
+        if self._standalone:
+            self._reactor.callWhenRunning(self._reactor.stop)
 
     def _resolved(self, name: str) -> str:
         """The broker named the queue ``name`` (e.g. from its URL)."""
