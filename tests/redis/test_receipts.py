@@ -444,3 +444,36 @@ async def test_a_frozen_server_does_not_reap_kept_leases(make: Any, redis_py: An
     await other._heartbeat()
     assert await other.leased_size() == 1 and redis_py.llen(keys.queue) == 1
     await holder.acknowledge(running)
+
+
+async def test_a_lease_whose_acknowledge_failed_is_no_longer_kept(make: Any, redis_py: Any) -> None:
+    """
+    An acknowledge that fails (e.g. a timeout while Redis is out: it may
+    never have been sent) must not leave the package out for as long as
+    its broker lives: the heartbeat stops keeping it alive, and it comes
+    back after ``retry``.
+    """
+    from txqbroker.errors import BrokerTimeout
+
+    broker = await make(retry=1, wait=0.2)
+    broker.keep_leases()
+    await broker.enqueue(b"unlucky")
+    await broker.enqueue(b"fine")
+    [(unlucky, _)] = await broker.dequeue()
+    [(fine, _)] = await broker.dequeue()
+    real = broker._eval
+
+    def lost(script: Any, keys: Any, args: Any, what: str) -> Any:
+        if what == "acknowledge":
+            return defer.fail(BrokerTimeout("acknowledge: timed out"))
+        return real(script, keys, args, what)
+
+    broker._eval = lost
+    with pytest.raises(BrokerTimeout):
+        await broker.acknowledge(unlucky)
+    broker._eval = real
+    await until(lambda: redis_py.llen(broker.key) == 1, timeout=10, what="the package back")
+    assert redis_py.lrange(broker.key, 0, -1) == [b"unlucky"]
+    assert await broker.leased_size() == 1  # the other one is still kept alive
+    assert redis_py.smembers(broker.keys.held(broker.consumer)) == {fine.rpartition(".")[0].encode()}
+    await broker.acknowledge(fine)

@@ -153,6 +153,10 @@ class RedisReceiptBroker(RedisBroker):
         #: whether the heartbeat keeps this broker's leases alive
         #: (:meth:`keep_leases`)
         self.keeping = False
+        #: leases whose settling or release failed (maybe never sent): the
+        #: next heartbeat stops keeping them alive, so that they come back
+        #: after ``retry`` instead of staying out while this broker lives
+        self._dropped: set[str] = set()
         #: how long the reaper judges nobody after a gap in its passes
         #: (ms): time for every live consumer to renew its heartbeat (three
         #: beats, plus a command's timeout)
@@ -266,6 +270,7 @@ class RedisReceiptBroker(RedisBroker):
     def _heartbeat(self) -> "Deferred[None]":
         """Renew this broker's heartbeat and reap; never fails."""
         keys = self.keys
+        dropped = list(self._dropped)
         d = self._eval(
             REAP,
             [
@@ -286,11 +291,13 @@ class RedisReceiptBroker(RedisBroker):
                 self._gap_ms,
                 self._hold_ms,
                 round(self.options.retry * 1000) if self.keeping else 0,
+                *dropped,
             ],
             "heartbeat",
         )
 
         def reaped(reply: Any) -> None:
+            self._dropped.difference_update(dropped)
             expired, landed, orphaned = (int(n) for n in reply)
             if expired or landed or orphaned:
                 self.log.info(
@@ -331,7 +338,21 @@ class RedisReceiptBroker(RedisBroker):
             return succeed(None)
         keys = self.keys
         d = self._eval(SETTLE, [keys.leases, keys.leased, keys.deliveries, keys.failed, keys.queue], args, what)
-        return d.addCallback(lambda _: None)
+        return self._drop_on_failure(d, args[1::2])
+
+    def _drop_on_failure(self, d: "Deferred[Any]", leases: Sequence[str]) -> "Deferred[None]":
+        """
+        When ``d`` (settling or releasing ``leases``) fails, let the next
+        heartbeat stop keeping them alive: they come back after ``retry``
+        (as the consumer service says), not when this broker stops.
+        """
+
+        def failed(failure: Failure) -> Failure:
+            if self.keeping:
+                self._dropped.update(leases)
+            return failure
+
+        return d.addCallbacks(lambda _: None, failed)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """
@@ -434,7 +455,7 @@ class RedisReceiptBroker(RedisBroker):
             [lease, round(delay * 1000), "1" if counted else "0"],
             "release",
         )
-        return d.addCallback(lambda _: None)
+        return self._drop_on_failure(d, [lease])
 
     def _hand_back(self, items: list[tuple[str | None, bytes]]) -> "Deferred[None]":
         """

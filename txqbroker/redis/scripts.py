@@ -165,7 +165,8 @@ return 1
 #: lives ARGV[4] ms; no heartbeat when ARGV[3] is empty).  When ARGV[7] is
 #: not 0 it also keeps its leases alive: every lease of its set KEYS[8]
 #: gets the deadline ARGV[7] ms from now (``ZADD XX GT``: never shortened,
-#: never brought back).  Then the reaper: up to ARGV[1] expired leases back
+#: never brought back); ARGV[8]... are leases it no longer keeps alive
+#: (their settling failed), out of KEYS[8] first.  Then the reaper: up to ARGV[1] expired leases back
 #: at the front of the queue KEYS[4], oldest first, their deliveries
 #: counted; then, for each consumer of the set KEYS[5] whose heartbeat
 #: expired, its landing list and its leases back at the front of the queue
@@ -194,6 +195,9 @@ local judge = now >= tonumber(redis.call('GET', KEYS[7]) or '0')
 if ARGV[3] ~= '' then
   redis.call('SET', ARGV[2] .. ':alive:' .. ARGV[3], '1', 'PX', life)
   redis.call('SADD', KEYS[5], ARGV[3])
+end
+for i = 8, #ARGV do
+  redis.call('SREM', KEYS[8], ARGV[i])
 end
 if renew > 0 then
   local held = redis.call('SMEMBERS', KEYS[8])
