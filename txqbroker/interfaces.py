@@ -15,7 +15,7 @@ URL scheme to :func:`txqbroker.connect`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from zope.interface import Attribute, Interface
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IBroker",
+    "IEnqueueMany",
+    "IAcknowledgeMany",
     "IReleasable",
     "IStats",
     "ICodec",
@@ -127,6 +129,45 @@ class IBroker(Interface):
     def disconnect() -> "Deferred[None]":
         """
         Close every connection and cancel every delayed call the broker owns.
+        """
+
+
+class IEnqueueMany(Interface):
+    """
+    A broker that sends many packages at once, in fewer round trips than
+    one :meth:`IBroker.enqueue` each.  Every built-in provider has it; it
+    is a separate interface so that third-party providers need not.
+    """
+
+    def enqueue_many(tasks: "Sequence[bytes]") -> "Deferred[list[str]]":
+        """
+        Send every package of ``tasks`` to the queue (in their order, on a
+        FIFO broker).
+
+        :param tasks: a list (or tuple) of packages, each :class:`bytes`;
+            a bad one errbacks with :class:`txqbroker.errors.InvalidPayload`
+            (or :class:`~txqbroker.errors.PayloadTooLarge`) and none is
+            sent.
+        :return: a Deferred firing with one tracking id per package, in
+            order.  Each provider's page says whether a failure can leave
+            part of them sent.
+        """
+
+
+class IAcknowledgeMany(Interface):
+    """
+    A broker that acknowledges many receipts at once, in fewer round trips
+    than one :meth:`IBroker.acknowledge` each (the consumer batches its
+    acknowledgements through it).  Optional, like :class:`IEnqueueMany`.
+    """
+
+    def acknowledge_many(task_ids: "Sequence[str | None]") -> "Deferred[None]":
+        """
+        :meth:`IBroker.acknowledge` each receipt, with the same meaning for
+        stale and repeated ones.
+
+        :raise txqbroker.errors.UnknownReceipt: (errback) when one cannot be
+            a receipt of this broker; none is acknowledged then.
         """
 
 

@@ -23,7 +23,7 @@ import fnmatch
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -31,9 +31,9 @@ from zope.interface import implementer
 
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerUnavailable, ConfigurationError, UnknownReceipt
-from txqbroker.interfaces import IBroker, IReleasable, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable, IStats
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload, check_stat
+from txqbroker.payloads import check_payload, check_payloads, check_stat
 from txqbroker.registry import BrokerProvider
 
 __all__ = ["MemoryBroker", "MemoryStore", "provider"]
@@ -76,7 +76,7 @@ class MemoryStore:
 _stores: dict[str, MemoryStore] = {}
 
 
-@implementer(IBroker, IReleasable, IStats)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable, IStats)
 class MemoryBroker:
     """
     An in-memory receipt broker.
@@ -147,6 +147,24 @@ class MemoryBroker:
         queue.messages[mid] = _Message(payload=task)
         self._make_ready(queue, mid)
         return succeed(mid)
+
+    def enqueue_many(self, tasks: Sequence[bytes]) -> "Deferred[list[str]]":
+        """Every package, in order (all or none: they are checked first)."""
+        closed = self._refuse_when_closed("enqueue_many")
+        if closed is not None:
+            return closed
+        try:
+            checked = check_payloads(tasks, self.options.max_payload)
+        except Exception:
+            return fail()
+        queue = self._queue
+        ids = []
+        for task in checked:
+            mid = self._store.new_id()
+            queue.messages[mid] = _Message(payload=task)
+            self._make_ready(queue, mid)
+            ids.append(mid)
+        return succeed(ids)
 
     def _make_ready(self, queue: _Queue, mid: str) -> None:
         queue.ready.append(mid)
@@ -254,6 +272,17 @@ class MemoryBroker:
             queue.ready.remove(mid)
         except ValueError:
             pass
+
+    def acknowledge_many(self, task_ids: Sequence[str | None]) -> "Deferred[None]":
+        """:meth:`acknowledge` each (all receipts are checked first)."""
+        try:
+            found = [self._current(task_id) for task_id in task_ids]
+        except UnknownReceipt:
+            return fail()
+        for item in found:
+            if item is not None:
+                self._forget(*item)
+        return succeed(None)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """Forget the package; a stale or repeated receipt is a no-op."""

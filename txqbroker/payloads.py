@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from txqbroker.errors import ConfigurationError, InvalidPayload, PayloadTooLarge
 
-__all__ = ["check_payload", "check_stat", "package_text"]
+__all__ = ["check_payload", "check_payloads", "check_stat", "package_text"]
 
 
 def check_payload(task: object, limit: int) -> bytes:
@@ -43,6 +43,23 @@ def package_text(package: bytes) -> str:
         raise InvalidPayload(
             "with encoding=text a package must be UTF-8; use encoding=base64 for bytes"
         ) from None
+
+
+def check_payloads(tasks: object, limit: int) -> list[bytes]:
+    """
+    The packages given to ``enqueue_many``, each checked by
+    :func:`check_payload`: one bad package refuses them all (none is sent).
+
+    :param tasks: a sequence of packages (a single :class:`bytes` is refused).
+    :return: them, as a list.
+    :raise InvalidPayload: when ``tasks`` is not a sequence of :class:`bytes`.
+    :raise PayloadTooLarge: when a package is longer than ``limit``.
+    """
+    if isinstance(tasks, (bytes, str)) or not isinstance(tasks, (list, tuple)):
+        raise InvalidPayload(
+            f"enqueue_many takes a list of packages, not {type(tasks).__name__}"
+        )
+    return [check_payload(task, limit) for task in tasks]
 
 
 def check_stat(value: object, timeout: object) -> None:

@@ -331,7 +331,7 @@ def test_the_consumer_logs_why_it_rejects_a_package_and_never_the_secret() -> No
         assert ran == [1]
         failed = pipe.store.queue("jobs:failed")
         assert [failed.messages[m].payload for m in failed.ready] == [forged, other_queue, unsigned]
-        rejected = [e for e in events if e["log_format"].startswith("rejected package")]
+        rejected = [e for e in events if e["log_format"].startswith("rejected {package}")]
         assert [e["reason"] for e in rejected] == ["wrong-key", "wrong-key", "unsigned"]
         text = "\n".join(formatEvent(e) for e in events)
         assert "another queue" in text

@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from tests.waiting import until
 from tests.consumer.support import FlakyBroker, ListResultStore, PlainBroker, Rig, decode, package
@@ -214,7 +214,7 @@ def test_corrupt_package_dead_lettered_at_once() -> None:
     assert rig.dead() == [b"\xff not json", b'{"id": 1}']
     assert rig.size() == 0 and rig.unacked() == 0
     assert rig.service.stats.processed == 1 and rig.service.stats.dead_lettered == 2
-    rejected = [e for e in events if e["log_format"].startswith("rejected package")]
+    rejected = [e for e in events if e["log_format"].startswith("rejected {package}")]
     assert [e["reason"] for e in rejected] == ["malformed", "malformed"]
     finish(rig)
 
@@ -403,6 +403,24 @@ def test_summary_line() -> None:
     done = [e for e in events if e["log_format"].startswith("task {task_id} {func} done")]
     assert len(done) == 20
     assert {"task_id", "func", "duration", "attempt"} <= set(done[0])
+    # per-task lines are debug by default: the summary is what info shows
+    assert {e["log_level"] for e in done} == {LogLevel.debug}
+    assert summary["log_level"] == LogLevel.info
+    finish(rig)
+
+
+def test_log_tasks_makes_per_task_lines_info() -> None:
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(ok=lambda: None, boom=lambda: 1 / 0), log_tasks=True, max_attempts=1)
+    events: list[dict[str, Any]] = []
+    rig.service.log = Logger(observer=events.append)
+    rig.enqueue(package("ok"), package("boom"))
+    rig.service.startService()
+    rig.turn(0)
+    [done] = [e for e in events if e["log_format"].startswith("task {task_id} {func} done")]
+    [failed] = [e for e in events if e["log_format"].startswith("task {task_id} {func} failed")]
+    assert done["log_level"] == LogLevel.info
+    assert failed["log_level"] == LogLevel.warn  # failures are never hidden
     finish(rig)
 
 
@@ -545,3 +563,28 @@ def test_queue_named_by_the_broker_salts_the_codec_and_names_the_dead_letters() 
     d = service.stopService()
     clock.advance(1.0)
     assert d.called
+
+
+def test_dead_letter_lines_name_the_task_id() -> None:
+    """Dead-letter and rejection lines name the task id when the package has one, not only a serial."""
+    from twisted.logger import formatEvent
+
+    clock = task.Clock()
+    rig = Rig(clock, registry_with(boom=lambda: 1 / 0), max_attempts=1)
+    events: list[dict[str, Any]] = []
+    rig.service.log = Logger(observer=events.append)
+    failing, unknown = package("boom"), package("not.registered")
+    rig.enqueue(failing, unknown, b"\xff not json")
+    rig.service.startService()
+    rig.turn(0)
+    assert len(rig.dead()) == 3
+    lines = [formatEvent(e) for e in events if e["log_level"] == LogLevel.error]
+    moved = [line for line in lines if "moved to jobs:failed" in line]
+    rejected = [line for line in lines if line.startswith("rejected")]
+    failing_id, unknown_id = decode(failing)["id"], decode(unknown)["id"]
+    assert any(f"task {failing_id} " in line for line in moved), moved
+    assert any(f"task {unknown_id} " in line for line in moved), moved
+    assert any(f"task {unknown_id} " in line for line in rejected), rejected
+    # a package that could not be decoded has no id: its serial names it
+    assert any(line.startswith("rejected package #3 ") for line in rejected), rejected
+    finish(rig)

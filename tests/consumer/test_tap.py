@@ -33,6 +33,7 @@ def test_defaults() -> None:
     config = options["config"]
     assert (config.concurrency, config.prefetch, config.max_attempts) == (10, 10, 3)
     assert isinstance(options["codec_instance"], JSONCodec)
+    assert config.log_tasks is False and parse("--log-tasks")["config"].log_tasks is True
 
 
 def test_backend_names_urls_and_settings() -> None:
@@ -42,6 +43,19 @@ def test_backend_names_urls_and_settings() -> None:
     assert (broker.name, broker.wait, broker.bulk, broker.retry) == ("jobs", 3.0, 5, 90.0)
     assert parse("--backend=memory://", "--name=x")["broker"].name == "x"
     assert parse("--concurrency=2", "--bulk=4")["config"].prefetch == 4
+
+
+def test_bulk_defaults_to_the_concurrency_up_to_ten_unless_the_url_or_an_option_says() -> None:
+    assert parse("--backend=redis")["broker"].bulk == 10
+    assert parse("--backend=redis")["config"].prefetch == 10
+    assert parse("--backend=redis", "--concurrency=3")["broker"].bulk == 3
+    assert parse("--backend=redis", "--concurrency=3")["config"].prefetch == 3
+    assert parse("--backend=redis", "--concurrency=100")["broker"].bulk == 10
+    assert parse("--backend=redis", "--concurrency=100")["config"].prefetch == 100
+    assert parse("--backend=redis://127.0.0.1:6379/0?bulk=1")["broker"].bulk == 1
+    assert parse("--backend=redis", "-o", "bulk=2")["broker"].bulk == 2
+    assert parse("--backend=redis", "--bulk=1")["broker"].bulk == 1
+    assert parse("--log-tasks")["config"].log_tasks and not parse()["config"].log_tasks
 
 
 def test_secret_from_environment_is_used_and_not_shown(monkeypatch: Any) -> None:

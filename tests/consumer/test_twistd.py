@@ -78,6 +78,8 @@ async def test_sigterm_during_a_run_loses_nothing(redis_server: Any, tmp_path: A
     assert child.status == 0 or child.signal == 15, output
     assert "Traceback" not in output
     assert "Received SIGTERM" in output and "stopped consuming" in output
+    # per-task lines are debug lines, kept out of twistd's log without --log-tasks
+    assert " done in " not in output
     if reactor == "asyncio":
         assert "AsyncioSelectorReactor" in output
     assert len(set(done)) == len(done)
@@ -199,7 +201,7 @@ async def test_twist_json_log_has_structured_fields(redis_server: Any, tmp_path:
 
     async with Queues(redis_server.url) as queues:
         await queues.enqueue(3, "sample.noop")
-        args = qbroker(queues)[3:]  # after "twistd -n --pidfile="
+        args = qbroker(queues, "--log-tasks")[3:]  # after "twistd -n --pidfile="
         child = spawn(["twist", "--log-format=json", *args], cwd=str(tmp_path))
 
         def done_events() -> list[dict[str, Any]]:

@@ -92,14 +92,20 @@ class DjangoProject:
 
     def task_row(self, task_id: str) -> dict[str, Any] | None:
         """Django Q's result row for ``task_id`` (pickled columns decoded)."""
+        rows = self.task_rows("id", task_id)
+        return rows[0] if rows else None
+
+    def task_rows(self, column: str, value: str) -> list[dict[str, Any]]:
+        """Django Q's result rows whose ``column`` (``id``, ``group``...) is ``value``."""
         if not os.path.exists(self.database):
-            return None
+            return []
         with sqlite3.connect(self.database, timeout=5) as db:
             db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM django_q_task WHERE id = ?", (task_id,)).fetchone()
-        if row is None:
-            return None
-        out = dict(row)
+            rows = db.execute(f'SELECT * FROM django_q_task WHERE "{column}" = ?', (value,)).fetchall()
+        return [self._decoded(dict(row)) for row in rows]
+
+    @staticmethod
+    def _decoded(out: dict[str, Any]) -> dict[str, Any]:
         for column in ("args", "kwargs", "result"):
             if out.get(column) is not None:
                 # django-picklefield: base64 of a pickle, written by the

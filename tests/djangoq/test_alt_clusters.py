@@ -34,7 +34,7 @@ async def test_a_task_for_another_cluster_runs_in_twistd_qbroker(
     cluster = "long" + project.name
     consumer = project.start(
         qbroker_command(
-            redis_server.url, cluster, "tests.djangoq.txq_tasks", "--codec=djangoq", f"--salt={project.name}"
+            redis_server.url, cluster, "tests.djangoq.txq_tasks", "--codec=djangoq", f"--salt={project.name}", "--log-tasks"
         ),
         "twistd.log",
         TXQBROKER_SECRET=SECRET,

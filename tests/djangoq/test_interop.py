@@ -78,7 +78,9 @@ async def test_a_task_from_django_q_runs_in_twistd_qbroker(
     out = os.path.join(project.directory, "out")
     os.mkdir(out)
     consumer = project.start(
-        qbroker_command(redis_server.url, project.name, "tests.djangoq.txq_tasks", "--codec=djangoq"),
+        qbroker_command(
+            redis_server.url, project.name, "tests.djangoq.txq_tasks", "--codec=djangoq", "--log-tasks"
+        ),
         "twistd.log",
         TXQBROKER_SECRET=SECRET,
         TXQ_INTEROP_OUT=out,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from txqbroker.tasks import task
 
@@ -20,3 +21,13 @@ def record(label: str, number: int, *, tag: str = "") -> str:
         json.dump({"label": label, "number": number, "tag": tag}, f)
     os.replace(path + ".tmp", path)
     return f"recorded {label}"
+
+
+@task(name="tests.djangoq.txq_tasks.on_done")
+def on_done(outcome: Any) -> None:
+    """A hook: writes what it was given (a HookTask) next to the task's own record."""
+    path = os.path.join(os.environ["TXQ_INTEROP_OUT"], f"hook-{outcome.id}.json")
+    fields = ("id", "name", "func", "hook", "result", "success", "group", "cluster", "attempt_count")
+    with open(path + ".tmp", "w") as f:
+        json.dump({**{k: getattr(outcome, k) for k in fields}, "args": list(outcome.args)}, f)
+    os.replace(path + ".tmp", path)

@@ -588,3 +588,21 @@ async def test_queue_size_is_exact_when_answers_are_sparse(
         got += more
     assert sorted(int(p) for _, p in got) == list(range(40))
     assert await broker.queue_size() == 0
+
+
+async def test_acknowledge_many_deletes_the_current_and_reports_a_stale_reservation(
+    connect: Brokers, clocked_server: IronMQServer, clock: task.Clock
+) -> None:
+    broker = await connect(clocked_server, retry=30, bulk=2)
+    await broker.enqueue(b"slow")
+    [(stale, _)] = await broker.dequeue()
+    clock.advance(30)
+    await broker.enqueue(b"quick")
+    got = dict((p, r) for r, p in await broker.dequeue())
+    assert set(got) == {b"slow", b"quick"}
+    # one request for both is refused; each is then acknowledged on its own
+    with pytest.raises(StaleReservation):
+        await broker.acknowledge_many([stale, got[b"quick"]])
+    assert clocked_server.size("jobs") == 1
+    await broker.acknowledge_many([got[b"slow"]])
+    assert clocked_server.size("jobs") == 0

@@ -168,32 +168,6 @@ def test_a_pop_goes_straight_to_the_ready_dedicated_connection() -> None:
     assert len(connection.pops) == 1 and clock.getDelayedCalls() == []
 
 
-class Commands:
-    """Records the commands sent through it."""
-
-    def __init__(self, connected: int = 1) -> None:
-        self.connected = connected
-        self.sent: list[tuple[Any, ...]] = []
-
-    def rpush(self, *args: Any) -> "Deferred[Any]":
-        self.sent.append(("RPUSH",) + args)
-        return succeed(1)
-
-
-def test_commands_go_straight_to_the_ready_connection() -> None:
-    clock, handler, connection = Clock(), Commands(), Commands()
-    factory = Factory()
-    factory.pool = [connection]
-    opts = BrokerOptions(scheme="redis", name="q")
-    broker = RedisBroker(handler, ScriptedRedis(), opts, clock, commands_factory=factory)
-    fired(broker.enqueue(b"direct"))
-    connection.connected = 0
-    fired(broker.enqueue(b"through the handler"))
-    assert connection.sent == [("RPUSH", "django_q:q:q", b"direct")]
-    assert handler.sent == [("RPUSH", "django_q:q:q", b"through the handler")]
-    assert clock.getDelayedCalls() == []
-
-
 def test_a_package_that_cannot_be_handed_back_is_logged_whole() -> None:
     import base64
 

@@ -13,7 +13,10 @@ Its parts, in the order a package meets them: :mod:`~txqbroker.consumer.fetcher`
 :mod:`~txqbroker.consumer.journey` (decode, run, settle),
 :mod:`~txqbroker.consumer.runner`, :mod:`~txqbroker.consumer.settlement` (the
 policy), :mod:`~txqbroker.consumer.settler` and
-:mod:`~txqbroker.consumer.outcomes` (carrying it out).
+:mod:`~txqbroker.consumer.outcomes` (carrying it out),
+:mod:`~txqbroker.consumer.followups` (the next step of a chain, the hook);
+:mod:`~txqbroker.consumer.connector` connects the brokers and checks the
+result store at the start.
 """
 
 from txqbroker.consumer.config import Backoff, ConsumerConfig

@@ -73,6 +73,13 @@ class ConsumerConfig:
         three intervals.
     :ivar summary_interval: seconds between summary log lines; ``0`` turns
         them off.
+    :ivar log_tasks: log the line of every task that succeeded at info
+        level (debug otherwise: a busy consumer's info log holds the summary
+        lines; failures are logged as warnings either way).
+    :ivar thread_decode_size: packages larger than this many bytes are
+        decoded in the thread pool, off the reactor thread (a large Django Q
+        pickle takes a while to check and build); smaller ones are decoded
+        at once, on the reactor.
     """
 
     concurrency: int = 10
@@ -85,6 +92,8 @@ class ConsumerConfig:
     result_ttl: float = 3600.0
     stats_interval: float = 5.0
     summary_interval: float = 60.0
+    log_tasks: bool = False
+    thread_decode_size: int = 64 * 1024
 
     def __post_init__(self) -> None:
         _integer("concurrency", self.concurrency)
@@ -95,6 +104,7 @@ class ConsumerConfig:
         _number("result_ttl", self.result_ttl, strict=True)
         _number("stats_interval", self.stats_interval, strict=True)
         _number("summary_interval", self.summary_interval)
+        _integer("thread_decode_size", self.thread_decode_size, minimum=0)
 
     @property
     def stats_ttl(self) -> float:

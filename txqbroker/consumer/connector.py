@@ -1,7 +1,7 @@
 """
 Connecting a consumer: the queue's broker and its dead-letter broker, each
-bounded, retried with backoff while unreachable and cancelled by a stop; and
-the separate stats store, if any.
+bounded, retried with backoff while unreachable and cancelled by a stop; the
+result store checked in the same way; and the separate stats store, if any.
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from txqbroker._deferreds import bounded
+from txqbroker.consumer.config import Backoff
 from txqbroker.consumer.delivery import dead_letter_name
+from txqbroker.consumer.stats import ConsumerStats
 from txqbroker.errors import BrokerError, ConfigurationError
-from txqbroker.interfaces import IBroker, IStats
+from txqbroker.interfaces import IBroker, IResultStore, IStats
 
-__all__ = ["Connector", "CONNECT_BOUND"]
+__all__ = ["Connector", "CONNECT_BOUND", "RESULTS_PROBE"]
 
 #: the bound on connecting to a broker, on top of the provider's own
 CONNECT_BOUND = 60.0
+
+#: the id read from the result store to check that it answers at the start
+RESULTS_PROBE = "txqbroker-consumer-start-check"
 
 
 class Connector:
@@ -92,6 +97,48 @@ class Connector:
                 except Exception as e:
                     log.warn("disconnecting: {error}", error=str(e))
         self.broker = self.dead_letters = None
+
+    async def check_results(
+        self,
+        store: IResultStore,
+        going: Callable[[], bool],
+        sleep: Callable[[float], Awaitable[None]],
+        backoff: Backoff,
+        stats: ConsumerStats,
+        log: Logger,
+    ) -> None:
+        """
+        Wait, while ``going()``, until the result store answers (a read of
+        :data:`RESULTS_PROBE`), as for the broker: an outcome saved while it
+        is down would be lost, so no task starts before it answers.  Each
+        failure is logged, with the backoff's delay.
+
+        :raise txqbroker.errors.ConfigurationError: the store refused its
+            configuration.
+        """
+        failures = 0
+        while going():
+            try:
+                await self._bounded(store.get(RESULTS_PROBE), "checking the result store")
+            except CancelledError:
+                return
+            except ConfigurationError:
+                raise
+            except Exception as e:
+                failures += 1
+                delay = backoff.delay(failures)
+                stats.state = "results-down"
+                log.warn(
+                    "the result store cannot be reached: {error}; no task runs until it answers "
+                    "(retrying in {delay:.1f} s)",
+                    error=str(e) or type(e).__name__,
+                    delay=delay,
+                )
+                await sleep(delay)
+                continue
+            if failures:
+                log.info("the result store answers")
+            return
 
     async def stats_store(self, connect: Callable[[], "Deferred[Any]"], log: Logger) -> Any:
         """The stats store ``connect`` connects, or ``None`` (logged) when it cannot."""

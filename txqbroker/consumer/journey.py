@@ -7,8 +7,10 @@ codec and the registry what the package is, the
 :class:`~txqbroker.consumer.runner.Runner` to run it, the settlement policy
 (:func:`~txqbroker.consumer.settlement.decide`) what to do with it, and the
 :class:`~txqbroker.consumer.settler.Settler` to do that.  Work that belongs
-after a task finished (stats, the log line, listeners; hooks and chains
-later) goes in :meth:`Journey.finished`.
+after a task finished goes in step 4 of :meth:`Journey.travel`:
+:meth:`Journey.finished` (stats, the log line, listeners), then the hook
+(:mod:`~txqbroker.consumer.followups`, which also enqueues the next step of a
+chain, just before the package is settled).
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from txqbroker.consumer.config import ConsumerConfig
 from txqbroker.consumer.delivery import Delivery
 from txqbroker.consumer.events import ConsumerEvents, TaskFinished
+from txqbroker.consumer.followups import FollowUps
 from txqbroker.consumer.runner import Runner
 from txqbroker.consumer.settlement import Action, Outcome, decide, ended
 from txqbroker.consumer.settler import Settler
 from txqbroker.consumer.stats import ConsumerStats
+from txqbroker.consumer.timing import Sleeper
 from txqbroker.interfaces import ICodec
 from txqbroker.tasks import TaskRegistry, UnknownTask
 
@@ -45,6 +49,7 @@ class Journey:
     :param events: told of tasks starting and finishing.
     :param aborted: tells whether the stop was aborted.
     :param log: the logger.
+    :param sleeper: the backoff sleeps of the follow-ups (that a stop cuts short).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class Journey:
         events: ConsumerEvents,
         aborted: Callable[[], bool],
         log: Logger,
+        sleeper: Sleeper | None = None,
     ) -> None:
         self.codec = codec
         self.registry = registry
@@ -72,12 +78,19 @@ class Journey:
         self.log = log
         self.queue = settler.queue
         self._capabilities = settler.broker.capabilities
+        self.followups = FollowUps(
+            registry, codec, runner, settler, clock, sleeper or Sleeper(clock), aborted, log
+        )
 
     async def travel(self, delivery: Delivery) -> None:
         """Decode, run and settle ``delivery``."""
-        # 1. what is it?
+        # 1. what is it? (a large package is decoded in the thread pool)
+        payload = delivery.payload
         try:
-            task = self.codec.decode(delivery.payload)
+            if len(payload) > self.config.thread_decode_size:
+                task = await self.runner.in_pool(self.codec.decode, payload)
+            else:
+                task = self.codec.decode(payload)
         except Exception:
             # a PackageError, or a codec bug: either way the package is bad
             await self._refuse(delivery, Failure(), None)
@@ -111,16 +124,21 @@ class Journey:
         else:
             outcome = ended(attempt, max_attempts)
 
-        # 3. settle it
+        # 3. settle it; the next step of a chain goes on the queue first, so
+        # that a crash repeats a step rather than losing the rest of the chain
         action = decide(outcome, self._capabilities, deliveries is not None, delivery.receipt is not None)
         saved = None
         outcomes = self.settler.outcomes
         if outcomes is not None and (outcome is Outcome.SUCCEEDED or outcome is Outcome.EXHAUSTED):
             saved = outcomes.record(task, registered.name, result, failure, attempt, started)
+        if outcome is Outcome.SUCCEEDED:
+            await self.followups.continue_chain(task, fields)
         await self.settler.carry_out(action, delivery, fields, task, attempt, saved)
 
-        # 4. after the task finished
+        # 4. after the task finished: count, log, tell listeners; then its hook
         self.finished(fields, outcome, action, duration, max_attempts, task, result, failure)
+        if outcome is not Outcome.INTERRUPTED:
+            await self.followups.call_hook(delivery, task, fields, result, failure, started, duration)
 
     def finished(
         self,
@@ -136,8 +154,11 @@ class Journey:
         """The task finished and its package is settled: count, log, tell listeners."""
         if outcome is Outcome.SUCCEEDED:
             self.stats.processed += 1
-            self.log.info(
-                "task {task_id} {func} done in {duration:.3f} s (attempt {attempt})", duration=duration, **fields
+            self.log.emit(
+                LogLevel.info if self.config.log_tasks else LogLevel.debug,
+                "task {task_id} {func} done in {duration:.3f} s (attempt {attempt})",
+                duration=duration,
+                **fields,
             )
         elif failure is not None and outcome is not Outcome.INTERRUPTED:
             self.stats.failed += 1

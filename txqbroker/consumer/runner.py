@@ -6,10 +6,11 @@ and cancels them when the stop is aborted.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Coroutine, Mapping
+from typing import Any, Callable, Coroutine, Mapping, TypeVar
 
-from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout
+from twisted.internet.defer import Deferred, TimeoutError as DeferTimeout, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -19,6 +20,8 @@ from txqbroker.consumer.delivery import Delivery, TaskTimeout
 from txqbroker.tasks import RegisteredTask
 
 __all__ = ["Runner"]
+
+T = TypeVar("T")
 
 
 class Runner:
@@ -104,6 +107,19 @@ class Runner:
             return result
 
         return d.addBoth(forget)
+
+    def in_pool(self, func: Callable[..., T], *args: Any) -> "Deferred[T]":
+        """
+        Call ``func(*args)`` in the thread pool (the one ``thread=True`` tasks
+        use); at once when there is none (a test's ``task.Clock`` reactor).
+        """
+        pool = self._threadpool
+        if pool is None:
+            get_pool = getattr(self._reactor, "getThreadPool", None)
+            if get_pool is None:
+                return maybeDeferred(func, *args)
+            pool = get_pool()
+        return deferToThreadPool(self._reactor, pool, func, *args)
 
     def cancel_all(self) -> None:
         """Cancel every running task (an aborted stop)."""

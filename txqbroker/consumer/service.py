@@ -3,17 +3,9 @@ The long-lived consumer: takes packages off a queue and runs their tasks.
 
 :class:`ConsumerService` is a :class:`twisted.application.service.Service`;
 ``twistd qbroker`` (see :mod:`txqbroker.tap`) makes one, and an application
-can add one to its own service tree.  It wires the consumer's parts and
-owns starting, stopping (draining, aborting, signals) and the stats:
-
-* :class:`~txqbroker.consumer.fetcher.Fetcher` fills the prefetch buffer;
-* :class:`~txqbroker.consumer.runner.Runner` runs tasks under the
-  concurrency limit, each within its timeout;
-* :class:`~txqbroker.consumer.journey.Journey` takes each package from
-  decoding through running to settling;
-* :mod:`~txqbroker.consumer.settlement` decides what happens to a package,
-  and :class:`~txqbroker.consumer.settler.Settler` does it on the broker;
-* :class:`~txqbroker.consumer.events.ConsumerEvents` tells listeners.
+can add one to its own service tree.  It wires the consumer's parts (listed
+in :mod:`txqbroker.consumer`) and owns starting, stopping (draining,
+aborting, signals) and the stats.
 """
 
 from __future__ import annotations
@@ -148,8 +140,11 @@ class ConsumerService(service.Service):
     @log.setter
     def log(self, log: Logger) -> None:
         self._log = log
-        settler = self.settler
-        for part in (self.fetcher, self.runner, self.monitor, settler, self.journey, settler and settler.outcomes):
+        settler, journey = self.settler, self.journey
+        for part in (
+            self.fetcher, self.runner, self.monitor, settler, journey, settler and settler.outcomes,
+            journey and journey.followups,
+        ):
             if part is not None:
                 part.log = log
 
@@ -234,7 +229,7 @@ class ConsumerService(service.Service):
         )
         self.journey = Journey(
             self.codec, self.registry, config, clock, self.runner, settler, self.stats, self.events,
-            aborted, log,
+            aborted, log, sleeper,
         )
         self.stats.state = "running"
         if self._connect_stats is not None:
@@ -254,29 +249,30 @@ class ConsumerService(service.Service):
         self._start_monitor()
         try:
             await self.fetcher.run(broker)
-        except ConfigurationError as e:
-            self._misconfigured(e)
+        except ConfigurationError as e:  # e.g. credentials refused after a reconnection
+            self._misconfigured("the broker for {queue} refused its configuration: {error}", e)
 
     async def _connect(self) -> None:
         connector = self._connector
+        what = "broker"
         try:
             back = await connector.connect(self.queue, self._resolved, self._fetching, self.fetcher.broker_down)
+            if self._result_store is not None:
+                what = "result store"  # checked like the broker: no task runs before it answers
+                await connector.check_results(
+                    self._result_store, self._fetching, self._sleeper.sleep, self.config.broker_backoff,
+                    self.stats, self.log,
+                )
         except ConfigurationError as e:
-            self._misconfigured(e)
+            self._misconfigured(f"the {what} for {{queue}} refused its configuration: {{error}}", e)
             back = False
         self.broker, self.dead_letters = connector.broker, connector.dead_letters
         if back and self.events.listeners:
             self.events.broker_up(self.queue)
 
-    def _misconfigured(self, error: ConfigurationError) -> None:
-        """
-        The broker refused its configuration (on connecting, or later, e.g.
-        credentials refused after a reconnection): stop for good (and stop
-        the reactor when standalone: ``twistd qbroker`` exits 78).
-        """
-        self.log.critical(
-            "the broker for {queue} refused its configuration: {error}", queue=self.queue, error=str(error)
-        )
+    def _misconfigured(self, why: str, error: ConfigurationError) -> None:
+        """Stop for good (and stop the reactor when standalone: twistd exits 78)."""
+        self.log.critical(why, queue=self.queue, error=str(error))
         self.fetcher.fetching = False
         self.configuration_error = error
         self.stats.state = "misconfigured"

@@ -23,9 +23,16 @@ from txqbroker.consumer.outcomes import Outcomes, Record
 from txqbroker.consumer.settlement import Action
 from txqbroker.consumer.stats import ConsumerStats
 from txqbroker.consumer.timing import Sleeper, broker_bound
-from txqbroker.interfaces import IBroker, ICodec, IReleasable
+from txqbroker._batches import Batches
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, ICodec, IReleasable
 
-__all__ = ["Settler", "reason_of"]
+__all__ = ["Settler", "named", "reason_of"]
+
+
+def named(delivery: Delivery, fields: Mapping[str, Any]) -> str:
+    """How log lines name a package: ``task <id>`` when it has one, else ``package #<serial>``."""
+    task_id = fields.get("task_id")
+    return f"task {task_id}" if isinstance(task_id, str) and task_id else f"package #{delivery.serial}"
 
 
 def reason_of(failure: Failure) -> str:
@@ -75,6 +82,11 @@ class Settler:
         self.outcomes = outcomes
         self.log = log
         self.queue = broker.name
+        #: acknowledgements made while one is in flight go together, with one
+        #: acknowledge_many, where the broker has it
+        self._acks: Batches[str | None] | None = (
+            Batches(self._acknowledge_many) if IAcknowledgeMany.providedBy(broker) else None
+        )
 
     def _bound(self, d: "Deferred[Any]", what: str) -> "Deferred[Any]":
         return broker_bound(self.broker, self._clock, d, what)
@@ -124,7 +136,10 @@ class Settler:
         :param dead: it was just moved to the dead-letter queue.
         """
         try:
-            await self._bound(self.broker.acknowledge(delivery.receipt), "acknowledge")
+            if self._acks is not None:
+                await self._acks.submit(delivery.receipt)
+            else:
+                await self._bound(self.broker.acknowledge(delivery.receipt), "acknowledge")
         except Exception as e:
             # the package comes back after retry: at-least-once
             if dead:
@@ -138,11 +153,18 @@ class Settler:
 
     def _not_removed(self, delivery: Delivery, error: Exception, fields: Mapping[str, Any]) -> None:
         self.log.warn(
-            "could not remove dead-lettered package {serial}: {error}; it may be delivered again",
+            "could not remove dead-lettered {package}: {error}; it may be delivered again",
+            package=named(delivery, fields),
             serial=delivery.serial,
             error=str(error),
             **fields,
         )
+
+    def _acknowledge_many(self, receipts: list[str | None]) -> "Deferred[list[None]]":
+        d: Deferred[Any] = self.broker.acknowledge_many(receipts)  # type: ignore[attr-defined]
+        if not d.called or d.paused:  # a broker without receipts answers at once: no timer
+            d = self._bound(d, "acknowledge")
+        return d.addCallback(lambda _: [None] * len(receipts))
 
     async def reject(self, delivery: Delivery, failure: Failure, task: Mapping[str, Any] | None) -> None:
         """Dead-letter a package that cannot run, and ``fail()`` it."""
@@ -154,7 +176,8 @@ class Settler:
         }
         self.stats.failed += 1
         self.log.error(
-            "rejected package {serial} ({reason}): {error}",
+            "rejected {package} ({reason}): {error}",
+            package=named(delivery, fields),
             serial=delivery.serial,
             reason=reason_of(failure),
             error=str(failure.value),
@@ -174,7 +197,8 @@ class Settler:
             return
         self.stats.dead_lettered += 1
         self.log.error(
-            "package {serial} moved to {dead_letter_queue} ({why})",
+            "{package} moved to {dead_letter_queue} ({why})",
+            package=named(delivery, fields),
             serial=delivery.serial,
             dead_letter_queue=dead.name,
             why=why,

@@ -9,22 +9,24 @@ at most once, replicated once).  See ``docs/providers/disque.rst``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
+from txqbroker._batches import Batches
 from txqbroker._deferreds import bounded, from_coroutine
 from txqbroker.capabilities import Capabilities
 from txqbroker.disque.cluster import DisqueConnection
-from txqbroker.disque.types import Job
+from txqbroker.disque.commands import addjob_args
+from txqbroker.disque.types import Job, text
 from txqbroker.errors import BrokerError, ConfigurationError, UnknownReceipt
-from txqbroker.interfaces import IBroker, IReleasable, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable, IStats
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload
+from txqbroker.payloads import check_payload, check_payloads
 
 __all__ = ["DisqueBroker", "DisqueSettings", "DEFAULT_PORT", "DEFAULT_TTL"]
 
@@ -93,7 +95,12 @@ class DisqueSettings:
             )
 
 
-@implementer(IBroker, IReleasable)
+def _check_delay(delay: object) -> None:
+    if delay is not None and (not isinstance(delay, (int, float)) or delay < 0):
+        raise ConfigurationError(f"delay must be a non-negative number, not {delay!r}")
+
+
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable)
 class DisqueBroker:
     """
     A Disque queue with delivery receipts.
@@ -136,6 +143,9 @@ class DisqueBroker:
         )
         if stats is not None:
             alsoProvides(self, IStats)
+        #: enqueues issued while an ADDJOB is in flight leave together, in
+        #: one write (pipelined): one coroutine and one timer per batch
+        self._adds: Batches[list[Any]] = Batches(self._addjobs)
 
     def __repr__(self) -> str:
         return f"<DisqueBroker {self.name!r} at {self.connection.current or 'not connected'}>"
@@ -153,16 +163,42 @@ class DisqueBroker:
         """
         try:
             check_payload(task, self.options.max_payload)
-            if delay is not None and (not isinstance(delay, (int, float)) or delay < 0):
-                raise ConfigurationError(f"delay must be a non-negative number, not {delay!r}")
+            _check_delay(delay)
         except BrokerError:
             return fail()
-        return self._add(self.name, task, delay)
+        return self._adds.submit(self._addjob(self.name, task, delay))
 
-    def _add(self, queue: str, body: bytes, delay: float | None = None) -> "Deferred[str]":
+    def enqueue_many(self, tasks: Sequence[bytes], delay: float | None = None) -> "Deferred[list[str]]":
+        """
+        One ``ADDJOB`` per package, pipelined (one write).  Each job is
+        added on its own: when one fails the call fails with its error, and
+        the others may have been added.
+
+        :param delay: as for :meth:`enqueue`.
+        :return: the job ids, in order.
+        """
+        try:
+            checked = check_payloads(tasks, self.options.max_payload)
+            _check_delay(delay)
+        except BrokerError:
+            return fail()
+        if not checked:
+            return succeed([])
+
+        def ids(outcomes: list[Any]) -> list[str]:
+            for outcome in outcomes:
+                if isinstance(outcome, Failure):
+                    outcome.raiseException()
+            return outcomes
+
+        commands = [self._addjob(self.name, task, delay) for task in checked]
+        return self._addjobs(commands).addCallback(ids)
+
+    def _addjob(self, queue: str, body: bytes, delay: float | None) -> list[Any]:
+        """The ``ADDJOB`` arguments of a package, with the broker's settings."""
         s = self.settings
         seconds = s.delay if delay is None else int(math.ceil(delay))
-        return self.connection.addjob(
+        return addjob_args(
             queue,
             body,
             s.addjob_timeout,
@@ -173,6 +209,20 @@ class DisqueBroker:
             maxlen=s.maxlen,
             async_=s.async_,
         )
+
+    def _addjobs(self, commands: list[list[Any]]) -> "Deferred[list[Any]]":
+        """Pipelined ADDJOBs: each job id, or the Failure of that job."""
+        if len(commands) == 1:  # one alone: the plain path is cheaper
+            return self.connection.execute(*commands[0]).addCallbacks(
+                lambda reply: [text(reply)], lambda failure: [failure]
+            )
+        return self.connection.execute_pipelined(commands).addCallback(
+            lambda outcomes: [o if isinstance(o, Failure) else text(o) for o in outcomes]
+        )
+
+    def _add(self, queue: str, body: bytes, delay: float | None = None) -> "Deferred[str]":
+        """One ``ADDJOB`` on its own (hand-backs, dead letters)."""
+        return self.connection.execute(*self._addjob(queue, body, delay)).addCallback(text)
 
     # -- consuming ---------------------------------------------------------
 
@@ -254,6 +304,17 @@ class DisqueBroker:
             await self.connection.fastack(job_id)
         else:
             await self.connection.ackjob(job_id)
+
+    @from_coroutine
+    async def acknowledge_many(self, task_ids: Sequence[str | None]) -> None:
+        """One ``ACKJOB`` (``FASTACK``) naming every job."""
+        job_ids = [check_job_id(task_id) for task_id in task_ids]
+        if not job_ids:
+            return
+        if self.settings.fastack:
+            await self.connection.fastack(*job_ids)
+        else:
+            await self.connection.ackjob(*job_ids)
 
     @from_coroutine
     async def fail(self, task_id: str | None) -> None:

@@ -24,7 +24,7 @@ import random
 from collections import Counter
 from typing import Any, Callable, Sequence
 
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -306,6 +306,50 @@ class DisqueConnection(DisqueCommands):
                     raise
         raise AssertionError("unreachable")
 
+    def execute_pipelined(self, commands: Sequence[Sequence[Any]]) -> "Deferred[list[Any]]":
+        """
+        Send several commands in one write to the node in use, bounded as a
+        whole by :attr:`timeout`.  As with :meth:`execute`, commands the
+        node refused because it is leaving are sent once more to the next
+        node; nothing else is sent again.
+
+        :return: a Deferred firing with each command's reply, in order; an
+            error reply is a :class:`~twisted.python.failure.Failure` in the
+            list.  It errbacks (with nothing in the list) when the
+            connection fails or the replies do not all come in time.
+        """
+        return Deferred.fromCoroutine(self._execute_pipelined(commands))
+
+    async def _execute_pipelined(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        outcomes: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        for attempt in (1, 2):
+            proto = await self._connection()
+            node = self._current
+            sent = proto.pipeline([commands[i] for i in todo])
+            try:
+                replies = await bounded(
+                    gatherResults([d.addErrback(_Refused.wrap) for d in sent], consumeErrors=True),
+                    self.timeout,
+                    self._reactor,
+                    _name(commands[0]).decode(),
+                )
+            except BrokerTimeout:
+                self._leave(node, proto)
+                raise
+            except FirstError as e:
+                e.subFailure.raiseException()
+            leaving = []
+            for i, reply in zip(todo, replies):
+                outcomes[i] = reply.failure if isinstance(reply, _Refused) else reply
+                if isinstance(reply, _Refused) and reply.failure.check(NodeLeaving):
+                    leaving.append(i)
+            if not leaving:
+                break
+            self._leave(node, proto, priority=100)
+            todo = leaving
+        return outcomes
+
     def execute_blocking(
         self,
         args: Sequence[Any],
@@ -476,6 +520,20 @@ class DisqueConnection(DisqueCommands):
         self._idle = []
         self._main = None
         return gatherResults(waits).addCallback(lambda _: None)
+
+
+class _Refused:
+    """An error reply in a pipeline: that command's outcome, not the pipeline's failure."""
+
+    __slots__ = ("failure",)
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+    @classmethod
+    def wrap(cls, failure: Failure) -> "_Refused | Failure":
+        # a lost connection fails the whole pipeline
+        return failure if failure.check(BrokerUnavailable) else cls(failure)
 
 
 def _name(args: Sequence[Any]) -> bytes:

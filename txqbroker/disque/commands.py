@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 
 from txqbroker.disque.types import Hello, Job, Node, text
 
-__all__ = ["DisqueCommands", "parse_jobs", "parse_pairs", "parse_info"]
+__all__ = ["DisqueCommands", "addjob_args", "parse_jobs", "parse_pairs", "parse_info"]
 
 Arg = str | bytes | int | float
 
@@ -72,6 +72,31 @@ def _parse_hello(reply: Any) -> Hello:
     return Hello(int(reply[0]), text(reply[1]), nodes)
 
 
+def addjob_args(
+    queue: str,
+    body: bytes,
+    timeout: int = 0,
+    *,
+    replicate: int | None = None,
+    delay: int | None = None,
+    retry: int | None = None,
+    ttl: int | None = None,
+    maxlen: int | None = None,
+    async_: bool = False,
+) -> list[Arg]:
+    """The arguments of an ``ADDJOB`` (see :meth:`DisqueCommands.addjob`)."""
+    args: list[Arg] = ["ADDJOB", queue, body, int(timeout)]
+    for name, value in (
+        ("REPLICATE", replicate), ("DELAY", delay), ("RETRY", retry),
+        ("TTL", ttl), ("MAXLEN", maxlen),
+    ):
+        if value is not None:
+            args += [name, int(value)]
+    if async_:
+        args.append("ASYNC")
+    return args
+
+
 def _ids(ids: Sequence[str]) -> list[Any]:
     return list(ids)
 
@@ -119,15 +144,10 @@ class DisqueCommands:
         :return: the job id (Disque sends a status reply; a bulk one is
             accepted too).
         """
-        args: list[Arg] = ["ADDJOB", queue, body, int(timeout)]
-        for name, value in (
-            ("REPLICATE", replicate), ("DELAY", delay), ("RETRY", retry),
-            ("TTL", ttl), ("MAXLEN", maxlen),
-        ):
-            if value is not None:
-                args += [name, int(value)]
-        if async_:
-            args.append("ASYNC")
+        args = addjob_args(
+            queue, body, timeout, replicate=replicate, delay=delay, retry=retry,
+            ttl=ttl, maxlen=maxlen, async_=async_,
+        )
         return self.execute(*args).addCallback(text)
 
     def getjob(

@@ -13,6 +13,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from txqbroker._writes import write_now
 from txqbroker.disque.commands import DisqueCommands
 from txqbroker.disque.errors import error_from_reply
 from txqbroker.errors import BrokerUnavailable, ProtocolError
@@ -110,7 +111,7 @@ class DisqueProtocol(Protocol, DisqueCommands):
             pending = _Pending(encode_name(command), on_orphan)
             self._pending.append(pending)
             out.append(pending.deferred)
-        self._tx.write(data)
+        write_now(self._tx, data)  # at once on an idle connection (txqbroker._writes)
         return out
 
     def dataReceived(self, data: bytes) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -40,18 +40,19 @@ from txqbroker._deferreds import from_coroutine
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import (
     AuthenticationError,
+    BrokerError,
     ConfigurationError,
     ProtocolError,
     UnknownReceipt,
 )
 from txqbroker.http import HTTPService, Response
-from txqbroker.interfaces import IBroker, IReleasable
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable
 from txqbroker.ironmq.bodies import BodyCodec
 from txqbroker.ironmq.config import IronSettings
 from txqbroker.ironmq.errors import NotFound, StaleReservation, decode_error
 from txqbroker.ironmq.receipts import Receipt
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload
+from txqbroker.payloads import check_payload, check_payloads
 from txqbroker.tls import trust_root
 
 __all__ = ["IronMQBroker", "Tuning", "tuning"]
@@ -155,7 +156,7 @@ def _messages(response: Response) -> list[dict[str, Any]]:
     return messages
 
 
-@implementer(IBroker, IReleasable)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable)
 class IronMQBroker:
     """
     One IronMQ v3 pull queue.  Make one with :func:`txqbroker.connect`
@@ -253,16 +254,41 @@ class IronMQBroker:
         :return: IronMQ's message id.
         """
         check_payload(task, self._limit)
-        message = {"body": self._bodies.encode(task), "delay": _seconds(delay, "delay", MAX_DELAY)}
+        [message_id] = await self._post([self._bodies.encode(task)], _seconds(delay, "delay", MAX_DELAY))
+        log.debug("posted {message_id} to {queue}", message_id=message_id, queue=self.name)
+        return message_id
+
+    @from_coroutine
+    async def enqueue_many(self, tasks: Sequence[bytes], delay: float = 0) -> list[str]:
+        """
+        Post the packages, 100 per request (IronMQ's limit), in order.  A
+        failed request fails the call; the requests before it were posted.
+
+        :return: IronMQ's message ids.
+        """
+        # every package checked and encoded before anything is sent
+        bodies = [self._bodies.encode(task) for task in check_payloads(tasks, self._limit)]
+        seconds = _seconds(delay, "delay", MAX_DELAY)
+        ids: list[str] = []
+        for start in range(0, len(bodies), MAX_BULK):
+            ids += await self._post(bodies[start : start + MAX_BULK], seconds)
+        return ids
+
+    async def _post(self, bodies: list[str], delay: int) -> list[str]:
+        """One post of up to 100 encoded packages: their ids."""
+        messages = [{"body": body, "delay": delay} for body in bodies]
         response = await self._service.request(
-            "POST", f"{self._path}/messages", json={"messages": [message]}
+            "POST", f"{self._path}/messages", json={"messages": messages}
         )
         document = response.json()
         ids = document.get("ids") if isinstance(document, dict) else None
-        if not isinstance(ids, list) or len(ids) != 1 or not isinstance(ids[0], str):
+        if (
+            not isinstance(ids, list)
+            or len(ids) != len(bodies)
+            or not all(isinstance(i, str) for i in ids)
+        ):
             raise ProtocolError(f"IronMQ answered a post with {response.body[:80]!r}")
-        log.debug("posted {message_id} to {queue}", message_id=ids[0], queue=self.name)
-        return ids[0]
+        return ids
 
     # -- consuming -----------------------------------------------------------
 
@@ -390,6 +416,33 @@ class IronMQBroker:
         """
         receipt = Receipt.parse(task_id)
         await self._delete_message(receipt.message_id, receipt.reservation_id)
+
+    @from_coroutine
+    async def acknowledge_many(self, task_ids: Sequence[str | None]) -> None:
+        """
+        Delete the messages with their reservations, 100 per request.  When
+        IronMQ refuses a request (a stale reservation among them), its
+        messages are acknowledged one by one, so that the current ones are
+        deleted; the first error is raised then.
+        """
+        receipts = [Receipt.parse(task_id) for task_id in task_ids]
+        for start in range(0, len(receipts), MAX_BULK):
+            chunk = receipts[start : start + MAX_BULK]
+            entries = [
+                {"id": r.message_id, **({"reservation_id": r.reservation_id} if r.reservation_id else {})}
+                for r in chunk
+            ]
+            try:
+                await self._service.request("DELETE", f"{self._path}/messages", json={"ids": entries})
+            except BrokerError:
+                errors = []
+                for r in chunk:
+                    try:
+                        await self._delete_message(r.message_id, r.reservation_id)
+                    except BrokerError as e:
+                        errors.append(e)
+                if errors:
+                    raise errors[0] from None
 
     @from_coroutine
     async def fail(self, task_id: str | None) -> None:

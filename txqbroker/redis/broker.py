@@ -15,8 +15,7 @@ reactor): it only calls the handlers it is given.
 from __future__ import annotations
 
 import base64
-import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -25,14 +24,16 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txqbroker._deferreds import bounded
+from txqbroker._ids import tracking_id
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerUnavailable, ProtocolError
-from txqbroker.interfaces import IBroker, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IStats
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload, check_stat
+from txqbroker.payloads import check_payload, check_payloads, check_stat
 from txqbroker.redis.errors import translate
 from txqbroker.redis.keys import queue_key, stat_key
 from txqbroker.redis.pops import Pops
+from txqbroker.redis.pushes import Pushes
 from txqbroker.redis.replies import as_bytes, optional_bytes, ready_connection
 from txqbroker.redis.watchdog import PopWatchdog
 
@@ -42,7 +43,7 @@ __all__ = ["RedisBroker"]
 SCAN_COUNT = 200
 
 
-@implementer(IBroker, IStats)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IStats)
 class RedisBroker:
     """
     A queue in Redis, shared with Django Q (same keys, same commands).
@@ -112,6 +113,7 @@ class RedisBroker:
         self._owned = owned
         self._commands_factory = commands_factory
         self._closed = False
+        self._pushes = Pushes(self.key, commands, commands_factory, clock, options.timeout)
         self._pops = self._make_pops(
             self.key,
             options,
@@ -149,19 +151,38 @@ class RedisBroker:
 
     def enqueue(self, task: bytes) -> "Deferred[str]":
         """
-        ``RPUSH`` the package onto ``django_q:{name}:q``.
+        ``RPUSH`` the package onto ``django_q:{name}:q``.  Enqueues issued
+        while one is in flight go together as one multi-value ``RPUSH``
+        (:class:`~txqbroker.redis.pushes.Pushes`), in their order.
 
-        :return: a Deferred firing with a tracking id (a random uuid, hex)
-            for the caller's logs.  Redis stores only the package: the id
+        :return: a Deferred firing with a tracking id (32 hex digits,
+            unique) for the caller's logs.  Redis stores only the package: the id
             cannot be used to find it.
         """
+        if self._closed:
+            return fail(BrokerUnavailable("enqueue: the broker was disconnected"))
         try:
             check_payload(task, self.options.max_payload)
         except Exception:
             return fail()
-        task_id = uuid.uuid4().hex
-        d = self._call("enqueue", "rpush", self.key, task)
-        return d.addCallback(lambda _: task_id)
+        return self._pushes.push((task,), tracking_id())
+
+    def enqueue_many(self, tasks: "Sequence[bytes]") -> "Deferred[list[str]]":
+        """
+        ``RPUSH`` every package with one command, in their order: Redis
+        appends all of them or none.
+
+        :return: a Deferred firing with one tracking id per package.
+        """
+        if self._closed:
+            return fail(BrokerUnavailable("enqueue_many: the broker was disconnected"))
+        try:
+            tasks = check_payloads(tasks, self.options.max_payload)
+        except Exception:
+            return fail()
+        if not tasks:
+            return succeed([])
+        return self._pushes.push(tasks, [tracking_id() for _ in tasks])
 
     # -- consuming -----------------------------------------------------------
 
@@ -223,6 +244,10 @@ class RedisBroker:
         A no-op: plain Redis has no receipts; a dequeued package is already
         gone from Redis.
         """
+        return succeed(None)
+
+    def acknowledge_many(self, task_ids: "Sequence[str | None]") -> "Deferred[None]":
+        """A no-op, as :meth:`acknowledge`."""
         return succeed(None)
 
     def fail(self, task_id: str | None) -> "Deferred[None]":
@@ -332,6 +357,7 @@ class RedisBroker:
             )
         except Exception:
             self.log.warn("disconnect: pops still in flight on {queue}; closing", queue=self.key)
+        self._pushes.stop()
         await self._before_close()
         self._pops.stop()
         for thing in self._owned:

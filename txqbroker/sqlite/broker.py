@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -27,9 +27,9 @@ from zope.interface import implementer
 
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerUnavailable, ConfigurationError
-from txqbroker.interfaces import IBroker, IReleasable, IStats
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable, IStats
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload
+from txqbroker.payloads import check_payload, check_payloads
 from txqbroker.sqlite.store import (
     Delivery,
     QueueDatabase,
@@ -92,7 +92,7 @@ def check_settings(options: BrokerOptions) -> float:
     return _poll_interval(options)
 
 
-@implementer(IBroker, IReleasable, IStats)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable, IStats)
 class SQLiteBroker:
     """
     A receipt broker in an SQLite file, shared safely by several producer
@@ -354,6 +354,26 @@ class SQLiteBroker:
 
         return self._run(insert)
 
+    def enqueue_many(self, tasks: Sequence[bytes], delay: float = 0) -> "Deferred[list[str]]":
+        """
+        Add every package in one transaction (all or none), in order.
+
+        :param delay: seconds before they become deliverable.
+        :return: a Deferred firing with their tracking ids.
+        """
+        try:
+            checked = check_payloads(tasks, self.options.max_payload)
+            _check_delay(delay)
+        except Exception:
+            return fail()
+        now = self._clock.seconds()
+
+        def insert() -> list[str]:
+            ids = self._db.enqueue_many(self.name, checked, now, now + delay)
+            return [tag(str(i), self._db.reopened) for i in ids]
+
+        return self._run(insert)
+
     # -- consuming -----------------------------------------------------------
 
     def dequeue(self) -> "Deferred[list[tuple[str | None, bytes]]]":
@@ -467,6 +487,21 @@ class SQLiteBroker:
         if file != self._db.reopened:
             return False
         return f(*args)
+
+    def acknowledge_many(self, task_ids: Sequence[str | None]) -> "Deferred[None]":
+        """:meth:`acknowledge` each receipt, in one transaction."""
+        try:
+            receipts = [parse_receipt(task_id) for task_id in task_ids]
+        except Exception:
+            return fail()
+
+        def remove() -> None:
+            # receipts of a file since replaced name nothing here (stale)
+            current = [(mid, n) for mid, n, file in receipts if file == self._db.reopened]
+            if current:
+                self._db.acknowledge_many(self.name, current)
+
+        return self._run(remove)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """

@@ -330,6 +330,25 @@ class QueueDatabase:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    def enqueue_many(self, queue: str, payloads: list[bytes], now: float, visible_at: float) -> list[int]:
+        """
+        Every payload in one transaction (all or none).
+
+        :return: the new messages' ids, in order.
+        """
+        self.follow()
+        ids = []
+        with self._writing() as conn:
+            for payload in payloads:
+                cursor = conn.execute(
+                    "INSERT INTO txqbroker_messages (queue, payload, enqueued_at, visible_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (queue, payload, now, visible_at),
+                )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+        return ids
+
     # -- consuming -----------------------------------------------------------
 
     def claim(self, queue: str, now: float, limit: int, retry: float) -> list[Delivery]:
@@ -395,6 +414,21 @@ class QueueDatabase:
                 "DELETE FROM txqbroker_messages" + _CURRENT, message_id, queue, number
             )
         )
+
+    def acknowledge_many(self, queue: str, deliveries: list[tuple[int, int]]) -> int:
+        """
+        :meth:`acknowledge` each ``(message id, delivery number)`` in one
+        transaction.
+
+        :return: how many were removed.
+        """
+        with self._writing() as conn:
+            return sum(
+                conn.execute(
+                    "DELETE FROM txqbroker_messages" + _CURRENT, (message_id, queue, number)
+                ).rowcount
+                for message_id, number in deliveries
+            )
 
     def release(
         self, queue: str, message_id: int, number: int, visible_at: float

@@ -37,9 +37,9 @@ from zope.interface import implementer
 from txqbroker.capabilities import Capabilities
 from txqbroker.errors import BrokerError, ConfigurationError, UnknownReceipt
 from txqbroker.http import HTTPService, Response
-from txqbroker.interfaces import IBroker, IReleasable
+from txqbroker.interfaces import IAcknowledgeMany, IBroker, IEnqueueMany, IReleasable
 from txqbroker.options import BrokerOptions
-from txqbroker.payloads import check_payload
+from txqbroker.payloads import check_payload, check_payloads
 from txqbroker.sqs.bodies import ENCODING_ATTRIBUTE, BodyCodec, decode_body
 from txqbroker.sqs.config import API_VERSION, SQSSettings
 from txqbroker.sqs.errors import QueueDoesNotExist, SQSError
@@ -101,7 +101,7 @@ def _receipt(task_id: Any) -> str:
     return task_id
 
 
-@implementer(IBroker, IReleasable)
+@implementer(IBroker, IAcknowledgeMany, IEnqueueMany, IReleasable)
 class SQSBroker:
     """
     A broker on one SQS queue.  Made by :func:`txqbroker.connect` with an
@@ -308,6 +308,7 @@ class SQSBroker:
             were sent: see its ``succeeded``).
         """
         try:
+            check_payloads(tasks, self.max_payload)
             entries = [self._message(task, delay, None, None) for task in tasks]
         except BrokerError:
             return fail()
@@ -456,7 +457,7 @@ class SQSBroker:
         """
         return self.acknowledge(task_id)
 
-    def acknowledge_many(self, task_ids: Sequence[str]) -> "Deferred[None]":
+    def acknowledge_many(self, task_ids: Sequence[str | None]) -> "Deferred[None]":
         """
         ``DeleteMessageBatch``, 10 receipts per request.
 
