@@ -370,11 +370,14 @@ async def test_the_heartbeat_keeps_held_leases_alive(make: Any, redis_py: Any) -
     got = await broker.dequeue()
     assert [p for _, p in got] == [b"long", b"short", b"parked"]
     (long, _), (short, _), (parked, _) = got
+    await broker._heartbeat()
     assert redis_py.scard(keys.held(broker.consumer)) == 3
     lease = long.rpartition(".")[0]
     first = redis_py.zscore(keys.leases, lease)
     await broker.release(parked, 30)  # a delayed release is not kept alive
     await broker.acknowledge(short)
+    assert redis_py.smembers(keys.held(broker.consumer)) == {lease.encode()}
+    await broker._heartbeat()
     assert redis_py.smembers(keys.held(broker.consumer)) == {lease.encode()}
 
     async def renewed() -> bool:
@@ -432,6 +435,7 @@ async def test_a_frozen_server_does_not_reap_kept_leases(make: Any, redis_py: An
     [(running, _)] = await holder.dequeue()
     [(parked, _)] = await holder.dequeue()
     await holder.release(parked, 0.001)
+    await holder._heartbeat()  # "running" is held
     holder._beat.stop()
     # the "freeze": every deadline passed, the last pass long ago
     redis_py.zadd(keys.leases, {running.rpartition(".")[0]: 1}, xx=True)
@@ -477,3 +481,29 @@ async def test_a_lease_whose_acknowledge_failed_is_no_longer_kept(make: Any, red
     assert await broker.leased_size() == 1  # the other one is still kept alive
     assert redis_py.smembers(broker.keys.held(broker.consumer)) == {fine.rpartition(".")[0].encode()}
     await broker.acknowledge(fine)
+
+
+async def test_a_lease_whose_take_reply_was_lost_is_not_kept(make: Any, redis_py: Any) -> None:
+    """
+    A TAKE that leased packages but whose reply was lost (a network stall
+    cut its connection): the broker never saw them, so its heartbeat does
+    not keep them alive, and they come back after ``retry``.
+    """
+    from txqbroker.redis.scripts import TAKE
+
+    broker = await make(retry=1, wait=0.2)
+    broker.keep_leases()
+    keys = broker.keys
+    await broker.enqueue(b"lost reply")
+    await broker.enqueue(b"received")
+    # the TAKE as the server ran it, its reply lost on the way
+    redis_py.evalsha(
+        TAKE.sha if redis_py.script_exists(TAKE.sha)[0] else redis_py.script_load(TAKE.source),
+        5, keys.queue, keys.landing(broker.consumer), keys.leases, keys.leased, keys.deliveries,
+        1, 1000, broker.consumer + ".", 10_000,
+    )
+    [(received, _)] = await broker.dequeue()
+    await until(lambda: redis_py.llen(broker.key) == 1, timeout=10, what="the lost lease back")
+    assert redis_py.lrange(broker.key, 0, -1) == [b"lost reply"]
+    assert await broker.leased_size() == 1  # the one received is still kept alive
+    await broker.acknowledge(received)

@@ -153,10 +153,11 @@ class RedisReceiptBroker(RedisBroker):
         #: whether the heartbeat keeps this broker's leases alive
         #: (:meth:`keep_leases`)
         self.keeping = False
-        #: leases whose settling or release failed (maybe never sent): the
-        #: next heartbeat stops keeping them alive, so that they come back
-        #: after ``retry`` instead of staying out while this broker lives
-        self._dropped: set[str] = set()
+        #: the leases this broker holds (when :attr:`keeping`): received
+        #: from a dequeue, neither settled nor released yet (whether that
+        #: worked or not); what each heartbeat keeps alive.  A lease whose
+        #: reply was lost never gets here: it comes back after ``retry``
+        self._held: set[str] = set()
         #: how long the reaper judges nobody after a gap in its passes
         #: (ms): time for every live consumer to renew its heartbeat (three
         #: beats, plus a command's timeout)
@@ -223,27 +224,17 @@ class RedisReceiptBroker(RedisBroker):
         try:
             d: Deferred[Any] = TAKE(
                 target,
-                [
-                    keys.queue,
-                    keys.landing(self.consumer),
-                    keys.leases,
-                    keys.leased,
-                    keys.deliveries,
-                    keys.held(self.consumer),
-                ],
-                [
-                    bulk,
-                    round(self.options.retry * 1000),
-                    self.consumer + ".",
-                    serial,
-                    "1" if self.keeping else "0",
-                ],
+                [keys.queue, keys.landing(self.consumer), keys.leases, keys.leased, keys.deliveries],
+                [bulk, round(self.options.retry * 1000), self.consumer + ".", serial],
             )
         except Exception:
             return fail()
 
         def receipts(reply: Any) -> list[tuple[str | None, bytes]]:
-            return [(f"{lease}.{earlier + 1}", payload) for lease, earlier, payload in leases(reply)]
+            taken = leases(reply)
+            if self.keeping:
+                self._held.update(lease for lease, _, _ in taken)
+            return [(f"{lease}.{earlier + 1}", payload) for lease, earlier, payload in taken]
 
         return d.addCallback(receipts)
 
@@ -270,7 +261,6 @@ class RedisReceiptBroker(RedisBroker):
     def _heartbeat(self) -> "Deferred[None]":
         """Renew this broker's heartbeat and reap; never fails."""
         keys = self.keys
-        dropped = list(self._dropped)
         d = self._eval(
             REAP,
             [
@@ -291,13 +281,12 @@ class RedisReceiptBroker(RedisBroker):
                 self._gap_ms,
                 self._hold_ms,
                 round(self.options.retry * 1000) if self.keeping else 0,
-                *dropped,
+                *self._held,
             ],
             "heartbeat",
         )
 
         def reaped(reply: Any) -> None:
-            self._dropped.difference_update(dropped)
             expired, landed, orphaned = (int(n) for n in reply)
             if expired or landed or orphaned:
                 self.log.info(
@@ -337,22 +326,11 @@ class RedisReceiptBroker(RedisBroker):
         if len(args) == 1:
             return succeed(None)
         keys = self.keys
+        # no longer kept alive, whatever happens: if settling fails (it
+        # may never reach Redis), the package comes back after retry
+        self._held.difference_update(args[1::2])
         d = self._eval(SETTLE, [keys.leases, keys.leased, keys.deliveries, keys.failed, keys.queue], args, what)
-        return self._drop_on_failure(d, args[1::2])
-
-    def _drop_on_failure(self, d: "Deferred[Any]", leases: Sequence[str]) -> "Deferred[None]":
-        """
-        When ``d`` (settling or releasing ``leases``) fails, let the next
-        heartbeat stop keeping them alive: they come back after ``retry``
-        (as the consumer service says), not when this broker stops.
-        """
-
-        def failed(failure: Failure) -> Failure:
-            if self.keeping:
-                self._dropped.update(leases)
-            return failure
-
-        return d.addCallbacks(lambda _: None, failed)
+        return d.addCallback(lambda _: None)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
         """
@@ -448,6 +426,7 @@ class RedisReceiptBroker(RedisBroker):
         return d.addCallback(extended)
 
     def _release(self, lease: str, delay: float, counted: bool = True) -> "Deferred[None]":
+        self._held.discard(lease)  # (a failed release comes back after retry)
         keys = self.keys
         d = self._eval(
             RELEASE,
@@ -455,7 +434,7 @@ class RedisReceiptBroker(RedisBroker):
             [lease, round(delay * 1000), "1" if counted else "0"],
             "release",
         )
-        return self._drop_on_failure(d, [lease])
+        return d.addCallback(lambda _: None)
 
     def _hand_back(self, items: list[tuple[str | None, bytes]]) -> "Deferred[None]":
         """

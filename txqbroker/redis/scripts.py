@@ -69,8 +69,6 @@ class Script:
 #: a deadline ARGV[2] ms from now in the sorted set KEYS[3], and its
 #: package in the hash KEYS[4].  Returns {id, earlier deliveries, package,
 #: ...}, the earlier deliveries read from the hash KEYS[5] (by SHA-1).
-#: When ARGV[5] is '1' (a consumer that keeps its leases alive), each id
-#: also goes into the consumer's set of held leases KEYS[6].
 TAKE = Script(
     """
 local deadline = now_ms() + tonumber(ARGV[2])
@@ -87,7 +85,6 @@ for _, key in ipairs({KEYS[2], KEYS[1]}) do
     n = n + 1
     redis.call('ZADD', KEYS[3], deadline, id)
     redis.call('HSET', KEYS[4], id, p)
-    if ARGV[5] == '1' then redis.call('SADD', KEYS[6], id) end
     out[#out + 1] = id
     out[#out + 1] = counted and redis.call('HGET', KEYS[5], redis.sha1hex(p)) or '0'
     out[#out + 1] = p
@@ -163,10 +160,10 @@ return 1
 
 #: The heartbeat of consumer ARGV[3] (its key ``ARGV[2]:alive:{id}``
 #: lives ARGV[4] ms; no heartbeat when ARGV[3] is empty).  When ARGV[7] is
-#: not 0 it also keeps its leases alive: every lease of its set KEYS[8]
-#: gets the deadline ARGV[7] ms from now (``ZADD XX GT``: never shortened,
-#: never brought back); ARGV[8]... are leases it no longer keeps alive
-#: (their settling failed), out of KEYS[8] first.  Then the reaper: up to ARGV[1] expired leases back
+#: not 0 it also keeps its leases alive: ARGV[8]... are the leases it
+#: holds now (received, not settled nor released), which become its set of
+#: held leases KEYS[8], each with the deadline ARGV[7] ms from now (``ZADD
+#: XX GT``: never shortened, never brought back).  Then the reaper: up to ARGV[1] expired leases back
 #: at the front of the queue KEYS[4], oldest first, their deliveries
 #: counted; then, for each consumer of the set KEYS[5] whose heartbeat
 #: expired, its landing list and its leases back at the front of the queue
@@ -196,19 +193,18 @@ if ARGV[3] ~= '' then
   redis.call('SET', ARGV[2] .. ':alive:' .. ARGV[3], '1', 'PX', life)
   redis.call('SADD', KEYS[5], ARGV[3])
 end
-for i = 8, #ARGV do
-  redis.call('SREM', KEYS[8], ARGV[i])
-end
+redis.call('DEL', KEYS[8])
 if renew > 0 then
-  local held = redis.call('SMEMBERS', KEYS[8])
   local deadline = now + renew
-  for i = 1, #held, 500 do
-    local args = {}
-    for j = i, math.min(i + 499, #held) do
-      args[#args + 1] = deadline
-      args[#args + 1] = held[j]
+  for i = 8, #ARGV, 500 do
+    local ids, scored = {}, {}
+    for j = i, math.min(i + 499, #ARGV) do
+      ids[#ids + 1] = ARGV[j]
+      scored[#scored + 1] = deadline
+      scored[#scored + 1] = ARGV[j]
     end
-    redis.call('ZADD', KEYS[1], 'XX', 'GT', unpack(args))
+    redis.call('SADD', KEYS[8], unpack(ids))
+    redis.call('ZADD', KEYS[1], 'XX', 'GT', unpack(scored))
   end
 end
 local function put_back(id)
