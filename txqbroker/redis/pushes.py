@@ -116,12 +116,13 @@ class Pushes:
         :return: a Deferred firing with ``value`` once Redis holds them.
         """
         push = _Push(payloads, value, self._cancelled)
+        result = push.result  # (a command failing at once answers it during _send)
+        assert result is not None
         self._deadlines.add(push)
         self._waiting.append(push)
         if self._in_flight is None and not self._settling:
             self._send()
-        assert push.result is not None
-        return push.result
+        return result
 
     def stop(self) -> None:
         """Cancel the timer (when the broker closes)."""
