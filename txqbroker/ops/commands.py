@@ -277,24 +277,14 @@ def _missing_status(missing: list[str], where: str) -> int:
 
 
 def _print_letters(where: str, rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
+    """Two lines per dead letter (readable at any width, greppable): what and when, then the last error."""
     if not rows:
         print(f"no dead letters in {where}")
         return
-    table = Table(title=f"{where}: {len(rows)} dead letter(s)")
-    for heading in ("id", "task", "attempts", "dead-lettered", "reason", "last error"):
-        table.add_column(heading, justify="right" if heading == "attempts" else "left", overflow="fold")
+    print(f"{where}: {len(rows)} dead letter(s)")
     for row in rows:
-        cells = (
-            row["id"],
-            row["func"] or "?",
-            row["attempts"] or "?",
-            _when(row["dead_lettered"]),
-            row["reason"] or "?",
-            row["error"] or "",
+        print(
+            f"{row['id']}  {row['func'] or '?'}  attempts {row['attempts'] or '?'}  "
+            f"{_when(row['dead_lettered'])}  {row['reason'] or '?'}"
         )
-        table.add_row(*(Text(str(cell)) for cell in cells))
-    Console().print(table)
+        print(f"    {row['error'] or '(no error recorded)'}")
