@@ -179,7 +179,7 @@ async def _monitor(
         console.print(overview_view(await take_overview(broker, dead, stats, bound), server))
         return 0
 
-    sleeping: list[Deferred[None]] = []
+    sleeping: list[Deferred[Any]] = []
     stop = {"now": False}
 
     def quit_() -> None:
@@ -200,7 +200,14 @@ async def _monitor(
     try:
         with Live(console=console, auto_refresh=False, transient=False, vertical_overflow="crop") as live:
             while not stop["now"]:
-                overview: Overview = await take_overview(broker, dead, stats, bound)
+                # quitting cancels what is awaited: a broker that does not
+                # answer does not hold the monitor up
+                reading = Deferred.fromCoroutine(take_overview(broker, dead, stats, bound))
+                sleeping[:] = [reading]
+                try:
+                    overview: Overview = await reading
+                except CancelledError:
+                    break
                 footer = f"refreshing every {args.interval:g} s - q or Ctrl-C to quit"
                 live.update(fitted_view(overview, server, console, footer), refresh=True)
                 nap = task.deferLater(reactor, args.interval, lambda: None)
