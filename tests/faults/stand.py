@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,15 @@ class Stand:
         """
         return sum(c.output.count("could not acknowledge") for c in self.consumers)
 
+    def redeliveries(self) -> int:
+        """
+        How many runs of ``faults.work`` the consumers logged as a later
+        attempt: the server delivered the package again (its ``retry`` ran
+        out before the acknowledgement arrived).
+        """
+        later = re.compile(r"faults\.work done in [0-9.]+ s \(attempt (?:[2-9]|[1-9][0-9]+)\)")
+        return sum(len(later.findall(c.output)) for c in self.consumers)
+
     # -- the record ----------------------------------------------------------
 
     def runs(self) -> tuple[collections.Counter[int], collections.Counter[int]]:
@@ -219,18 +229,20 @@ class Stand:
         except AssertionError as e:
             raise AssertionError(f"{e}; the consumer said:\n{self.consumer.output[-3000:]}") from None
 
-    async def settle(self, timeout: float, quiet: float | None = None) -> bool:
+    async def settle(self, timeout: float) -> bool:
         """
         Wait until every task ran, every poison task was dead-lettered and
-        the queue is empty, or until nothing new ran for ``quiet`` seconds (longer than a
-        receipt's ``retry``, so a package that could still come back has
-        had the time), or ``timeout``.
+        the queue is empty; or, when some never run, until nothing new ran
+        for a while: a few seconds once the server holds nothing (delivered
+        packages included) that could still come back, else longer than
+        ``retry``; or until ``timeout``.
 
         :return: whether everything was accounted for.
         """
         from twisted.internet import reactor, task
 
-        quiet = quiet if quiet is not None else self.provider.retry + TIMEOUTS["wait"] + 2
+        short = TIMEOUTS["wait"] + TIMEOUTS["timeout"] + 1
+        long = self.provider.retry + TIMEOUTS["wait"] + 2
         deadline = reactor.seconds() + timeout
         last, since = -1, reactor.seconds()
         while reactor.seconds() < deadline:
@@ -243,7 +255,10 @@ class Stand:
             seen = sum(work.values())
             if seen != last:
                 last, since = seen, reactor.seconds()
-            elif reactor.seconds() - since > quiet:
+            idle = reactor.seconds() - since
+            if idle > long:
+                return False
+            if idle > short and self.provider.counts_in_flight and not await self.remaining():
                 return False
             await task.deferLater(reactor, 0.1, lambda: None)
         return False

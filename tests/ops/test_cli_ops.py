@@ -137,3 +137,28 @@ async def test_failed_retry_round_trips_a_dead_letter(redis_server: Any, tmp_pat
         for broker in (producer, dead):
             await broker.delete_queue()
             await broker.disconnect()
+
+
+@pytest.mark.deadline(60)
+async def test_monitor_refreshes_in_a_terminal_and_quits_on_q(redis_server: Any) -> None:
+    """``monitor`` in a pseudo-terminal: it draws, redraws, and ``q`` ends it with status 0."""
+    import os
+
+    from twisted.internet import reactor
+
+    from tests.consumer.processes import BIN, Child, environment
+    from tests.harnesses import unique_name
+
+    queue = unique_name("monitor")
+    child = Child()
+    program = os.path.join(BIN, "python")
+    args = [program, *cli(redis_server.url, queue, "monitor", "--interval=0.2")[1:]]
+    reactor.spawnProcess(child, program, args, env=environment(COLUMNS="100", LINES="30"), usePTY=True)
+    try:
+        await until(lambda: child.out.count(f"no consumers of {queue}".encode()) >= 2, timeout=20, what="two frames")
+        child.transport.write(b"q")
+        status = await finish(child, 10)
+    finally:
+        child.kill("KILL")
+    assert status == 0, child.output
+    assert "Traceback" not in child.output

@@ -158,3 +158,22 @@ async def test_twistd_qbroker_serves_http_and_stops_cleanly(redis_server: Any, t
     assert "Traceback" not in child.output
     with pytest.raises(Exception):
         await fetch(base + "/health/live", timeout=2)
+
+
+@pytest.mark.deadline(60)
+async def test_a_port_in_use_stops_twistd_with_ex_config(redis_server: Any, tmp_path: Any) -> None:
+    import socket
+
+    from tests.consumer.processes import run
+    from tests.consumer.test_twistd import Queues, qbroker
+    from txqbroker.tap import EXIT_MISCONFIGURED
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with Queues(redis_server.url) as queues:
+            child = await run(qbroker(queues, f"--http=tcp:{port}:interface=127.0.0.1"), cwd=str(tmp_path))
+    assert child.status == EXIT_MISCONFIGURED, child.output
+    assert f"--http=tcp:{port}:interface=127.0.0.1: cannot listen" in child.output
+    assert "Traceback" not in child.output

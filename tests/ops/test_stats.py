@@ -91,3 +91,35 @@ async def test_records_appear_are_cheap_and_expire(redis_server: Any) -> None:
 async def _with(d: Any, check: Any) -> Any:
     found = await d
     return (found or True) if check(found) else None
+
+
+@pytest.mark.deadline(60)
+async def test_sqlite_records_expire_and_leave_no_rows(tmp_path: Any) -> None:
+    import sqlite3
+
+    path = tmp_path / "q.sqlite3"
+    url = f"sqlite:///{path}"
+    queue = unique_name("stats")
+    registry = TaskRegistry()
+    registry.register(lambda: None, name="ok")
+    producer = await txqbroker.connect(url, name=queue)
+    try:
+        for _ in range(2):  # a restarted consumer is a new record; the old one goes
+            service = consumer(url, queue, registry, stats_interval=0.2)
+            service.startService()
+            try:
+                mine = service.stats.consumer_id
+                await until(
+                    lambda: _with(records(producer, queue), lambda rs: mine in [r["id"] for r in rs]),
+                    what="the record",
+                )
+            finally:
+                await service.stopService()
+        await until(lambda: _with(records(producer, queue), lambda rs: rs == []), timeout=5, what="expiry")
+        await producer.set_stat("txqbroker:other:consumer:x", b"{}", 60)  # any write purges expired rows
+        with sqlite3.connect(path) as db:
+            keys = [k for (k,) in db.execute("SELECT key FROM txqbroker_stats")]
+        assert keys == ["txqbroker:other:consumer:x"]
+    finally:
+        await producer.delete_queue()
+        await producer.disconnect()

@@ -274,3 +274,45 @@ async def test_refused_credentials_are_a_refused_configuration(password_redis: R
             await txqbroker.connect(url, connect_timeout=5)
         assert isinstance(caught.value, AuthenticationError) and isinstance(caught.value, ConfigurationError)
         assert reactor.seconds() - start < 1  # at once, no retry loop
+
+
+@pytest.mark.parametrize("receipts", [False, True])
+async def test_credentials_refused_on_reconnecting(password_redis: RedisServer, receipts: bool) -> None:
+    """
+    The server's password changes and the connections are cut: once a
+    reconnection is refused, every operation fails with CredentialsRefused
+    (a refused configuration), not "not connected" forever.
+    """
+    import redis
+
+    from tests.waiting import until
+    from txqbroker.redis import CredentialsRefused
+
+    broker = await txqbroker.connect(password_redis.url, wait=0.2, timeout=1, receipts=receipts)
+    admin = redis.Redis(host="127.0.0.1", port=password_redis.port, password=password_redis.password)
+    try:
+        await broker.enqueue(b"before")
+        admin.config_set("requirepass", "the-new-pw")
+        password_redis.password = "the-new-pw"
+        admin.client_kill_filter(_type="normal", skipme=True)
+        errors: list[Exception] = []
+
+        async def refused() -> bool:
+            try:
+                await broker.queue_size()
+            except Exception as e:
+                errors.append(e)
+                return isinstance(e, CredentialsRefused)
+            return False
+
+        await until(refused, 10, what="CredentialsRefused")
+        for operation in (broker.dequeue, lambda: broker.enqueue(b"after")):
+            with pytest.raises(CredentialsRefused) as caught:
+                await operation()
+            assert "refused the credentials" in str(caught.value)
+            assert "the-new-pw" not in str(caught.value) and "s3cret-pw" not in str(caught.value)
+        assert admin.llen(broker.key) == 1  # nothing lost
+    finally:
+        admin.delete(broker.key)
+        admin.close()
+        await broker.disconnect()

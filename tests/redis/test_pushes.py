@@ -102,6 +102,30 @@ def test_enqueues_issued_while_one_is_in_flight_go_as_one_rpush_in_order() -> No
     assert clock.getDelayedCalls() == []
 
 
+def test_a_lone_push_is_written_through_and_a_batch_waits_for_the_reactor(monkeypatch: Any) -> None:
+    """
+    A lone push leaves at once; a command of several (a busy producer) on
+    the next reactor turn, as a consumer's pop in the same reactor does.
+    """
+    import txqbroker.redis.pushes as pushes
+
+    through: list[bytes] = []
+
+    def write_now(transport: Any, data: bytes) -> None:
+        through.append(data)
+        transport.write(data)
+
+    monkeypatch.setattr(pushes, "write_now", write_now)
+    connection = Connection()
+    _, _, broker = make(connection)
+    broker.enqueue(b"alone")
+    broker.enqueue(b"x")
+    broker.enqueue(b"y")
+    connection.replyQueue.put(1)
+    assert through == [rpush(b"alone")]
+    assert connection.sent() == rpush(b"alone") + rpush(b"x", b"y")
+
+
 def test_callers_answered_by_a_reply_coalesce_their_next_enqueues() -> None:
     """The steady state of N callers in flight: one RPUSH per round trip."""
     connection = Connection()

@@ -18,6 +18,7 @@ import txqbroker
 from tests.harnesses import unique_name
 from tests.redis.helpers import command_calls, eventually
 from tests.servers import RedisServer
+from tests.waiting import until
 from txqbroker.errors import ConfigurationError, UnknownReceipt
 from txqbroker.interfaces import IBroker, IReleasable
 from txqbroker.redis import RedisReceiptBroker
@@ -352,3 +353,157 @@ async def test_no_consumer_is_judged_right_after_a_gap(make: Any, redis_py: Any)
     assert await live.leased_size() == 0 and await live.queue_size() == 1
     await quiet.acknowledge(receipt)  # stale
     assert await live.queue_size() == 1
+
+
+async def test_the_heartbeat_keeps_held_leases_alive(make: Any, redis_py: Any) -> None:
+    """
+    A broker that keeps its leases: each heartbeat pushes their deadlines
+    ``retry`` on (one script per beat), so a lease outlives ``retry`` while
+    its broker lives; settled or released, a lease is no longer held.
+    """
+    broker = await make(retry=1, wait=0.2, bulk=3)
+    broker.keep_leases()
+    keys = broker.keys
+    await broker.enqueue(b"long")
+    await broker.enqueue(b"short")
+    await broker.enqueue(b"parked")
+    got = await broker.dequeue()
+    assert [p for _, p in got] == [b"long", b"short", b"parked"]
+    (long, _), (short, _), (parked, _) = got
+    await broker._heartbeat()
+    assert redis_py.scard(keys.held(broker.consumer)) == 3
+    lease = long.rpartition(".")[0]
+    first = redis_py.zscore(keys.leases, lease)
+    await broker.release(parked, 30)  # a delayed release is not kept alive
+    await broker.acknowledge(short)
+    assert redis_py.smembers(keys.held(broker.consumer)) == {lease.encode()}
+    await broker._heartbeat()
+    assert redis_py.smembers(keys.held(broker.consumer)) == {lease.encode()}
+
+    async def renewed() -> bool:
+        return (redis_py.zscore(keys.leases, lease) or 0) > first + 2000
+
+    await eventually(renewed, 10, "the heartbeat did not renew the lease")  # 2 s past retry
+    assert await broker.queue_size() == 0 and await broker.leased_size() == 2
+    server_ms = redis_py.time()[0] * 1000
+    assert redis_py.zscore(keys.leases, parked.rpartition(".")[0]) > server_ms + 25_000
+    await broker.acknowledge(long)
+    assert redis_py.scard(keys.held(broker.consumer)) == 0
+
+
+async def test_a_stopped_keeper_loses_its_leases_within_retry(make: Any, redis_py: Any) -> None:
+    """
+    Leases kept alive by a heartbeat that stops come back within ``retry``
+    plus one heartbeat period of the stop, and not before ``retry`` minus
+    one period (they were kept alive until then).
+    """
+    retry = 2.0
+    dead = await make(retry=retry, wait=0.2, timeout=1)
+    live = await make(name=dead.name, retry=retry, wait=0.2, timeout=1)
+    for broker in (dead, live):
+        broker.keep_leases()
+    await dead.enqueue(b"orphan")
+    [(receipt, _)] = await dead.dequeue()
+    await judging_now(live, redis_py)
+    await pause(retry * 1.5)  # kept alive past retry
+    assert redis_py.llen(dead.key) == 0
+    dead._beat.stop()  # its heartbeat stops (its key stays until it expires)
+    stopped = reactor.seconds()
+    await until(lambda: redis_py.llen(dead.key) == 1, timeout=10, interval=0.02, what="back")
+    elapsed = reactor.seconds() - stopped
+    assert retry - dead.period - 0.1 <= elapsed <= retry + dead.period + 0.2
+    [(again, payload)] = await live.dequeue()
+    assert payload == b"orphan" and live.deliveries(again) == 2
+    await dead.acknowledge(receipt)  # stale: a no-op
+    assert await live.leased_size() == 1
+    await live.acknowledge(again)
+
+
+async def test_a_frozen_server_does_not_reap_kept_leases(make: Any, redis_py: Any) -> None:
+    """
+    After a gap in the reaper's passes (a frozen server: its clock ran on,
+    nobody could beat), expired leases that a consumer holds are not reaped
+    until the live consumers had time to renew them; a delayed release
+    still comes back on time.
+    """
+    holder = await make(retry=1, wait=0.2)
+    other = await make(name=holder.name, retry=1, wait=0.2)
+    holder.keep_leases()
+    keys = holder.keys
+    await holder.enqueue(b"running")
+    await holder.enqueue(b"parked")
+    [(running, _)] = await holder.dequeue()
+    [(parked, _)] = await holder.dequeue()
+    await holder.release(parked, 0.001)
+    await holder._heartbeat()  # "running" is held
+    holder._beat.stop()
+    # the "freeze": every deadline passed, the last pass long ago
+    redis_py.zadd(keys.leases, {running.rpartition(".")[0]: 1}, xx=True)
+    redis_py.set(keys.reaped, 1)
+    await other._heartbeat()  # the first pass after the freeze
+    assert redis_py.lrange(keys.queue, 0, -1) == [b"parked"]
+    assert await other.leased_size() == 1
+    await holder._heartbeat()  # the holder renews
+    redis_py.delete(keys.judging)  # the hold is over
+    await other._heartbeat()
+    assert await other.leased_size() == 1 and redis_py.llen(keys.queue) == 1
+    await holder.acknowledge(running)
+
+
+async def test_a_lease_whose_acknowledge_failed_is_no_longer_kept(make: Any, redis_py: Any) -> None:
+    """
+    An acknowledge that fails (e.g. a timeout while Redis is out: it may
+    never have been sent) must not leave the package out for as long as
+    its broker lives: the heartbeat stops keeping it alive, and it comes
+    back after ``retry``.
+    """
+    from txqbroker.errors import BrokerTimeout
+
+    broker = await make(retry=1, wait=0.2)
+    broker.keep_leases()
+    await broker.enqueue(b"unlucky")
+    await broker.enqueue(b"fine")
+    [(unlucky, _)] = await broker.dequeue()
+    [(fine, _)] = await broker.dequeue()
+    real = broker._eval
+
+    def lost(script: Any, keys: Any, args: Any, what: str) -> Any:
+        if what == "acknowledge":
+            return defer.fail(BrokerTimeout("acknowledge: timed out"))
+        return real(script, keys, args, what)
+
+    broker._eval = lost
+    with pytest.raises(BrokerTimeout):
+        await broker.acknowledge(unlucky)
+    broker._eval = real
+    await until(lambda: redis_py.llen(broker.key) == 1, timeout=10, what="the package back")
+    assert redis_py.lrange(broker.key, 0, -1) == [b"unlucky"]
+    assert await broker.leased_size() == 1  # the other one is still kept alive
+    assert redis_py.smembers(broker.keys.held(broker.consumer)) == {fine.rpartition(".")[0].encode()}
+    await broker.acknowledge(fine)
+
+
+async def test_a_lease_whose_take_reply_was_lost_is_not_kept(make: Any, redis_py: Any) -> None:
+    """
+    A TAKE that leased packages but whose reply was lost (a network stall
+    cut its connection): the broker never saw them, so its heartbeat does
+    not keep them alive, and they come back after ``retry``.
+    """
+    from txqbroker.redis.scripts import TAKE
+
+    broker = await make(retry=1, wait=0.2)
+    broker.keep_leases()
+    keys = broker.keys
+    await broker.enqueue(b"lost reply")
+    await broker.enqueue(b"received")
+    # the TAKE as the server ran it, its reply lost on the way
+    redis_py.evalsha(
+        TAKE.sha if redis_py.script_exists(TAKE.sha)[0] else redis_py.script_load(TAKE.source),
+        5, keys.queue, keys.landing(broker.consumer), keys.leases, keys.leased, keys.deliveries,
+        1, 1000, broker.consumer + ".", 10_000,
+    )
+    [(received, _)] = await broker.dequeue()
+    await until(lambda: redis_py.llen(broker.key) == 1, timeout=10, what="the lost lease back")
+    assert redis_py.lrange(broker.key, 0, -1) == [b"lost reply"]
+    assert await broker.leased_size() == 1  # the one received is still kept alive
+    await broker.acknowledge(received)

@@ -66,3 +66,40 @@ async def test_stop_hands_back_what_was_not_started(redis_server: RedisServer) -
         queued = await run.producer.queue_size()
         assert len(set(done)) == len(done)
         assert len(done) + queued == count
+
+
+@pytest.mark.deadline(60)
+async def test_a_task_longer_than_retry_runs_once(redis_server: RedisServer) -> None:
+    """
+    The service keeps its leases alive with the broker's heartbeat: a task
+    running three times longer than ``retry`` is not delivered again while
+    its consumer lives (another consumer of the queue reaping meanwhile).
+    """
+    from twisted.internet import reactor, task
+
+    import txqbroker
+
+    started: list[int] = []
+    done: list[int] = []
+    registry = TaskRegistry()
+
+    @registry.task(name="long")
+    async def long(n: int) -> None:
+        started.append(n)
+        await task.deferLater(reactor, 3, lambda: None)
+        done.append(n)
+
+    url = f"{redis_server.url}?receipts=true&retry=1"
+    async with Run(url, registry, concurrency=2) as run:
+        # another live consumer, whose reaper would take expired leases
+        reaper = await txqbroker.connect(url, name=run.queue, wait=0.2)
+        try:
+            await run.enqueue("long", 1)
+            run.service.startService()
+            await until(lambda: done, timeout=20, what="the task done")
+            await until(lambda: run.service.stats.processed == 1, what="acknowledged")
+            assert await run.producer.queue_size() == 0
+            assert await run.producer.leased_size() == 0
+            assert started == [1] and done == [1]
+        finally:
+            await reaper.disconnect()

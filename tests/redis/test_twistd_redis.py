@@ -158,3 +158,59 @@ async def test_a_frozen_server_loses_nothing(own_redis: RedisServer, tmp_path: A
     if mode == "plain":
         assert len(done) == count, "a task ran twice"
     assert "Traceback" not in child.output
+
+
+@pytest.mark.deadline(120)
+async def test_a_password_changed_mid_run_exits_78(password_redis: RedisServer, tmp_path: Any) -> None:
+    """
+    The server's password changes while ``twistd qbroker`` runs (receipts
+    mode) and its connections are cut: the reconnection's refused
+    credentials stop it with exit status 78 and one clear line, and nothing
+    is lost (a consumer with the new password runs every task).
+    """
+    import redis
+
+    record = tmp_path / "record"
+    count = 200
+    queues = Queues(password_redis.url)
+    await queues.__aenter__()
+    await queues.enqueue(count, "sample.record", 0.05)
+    extra = ("--concurrency=4", "-o", "receipts=true", "--retry=2")
+    child = spawn(qbroker(queues, *extra), cwd=str(tmp_path), TXQ_TEST_RECORD=str(record))
+    admin = redis.Redis(host="127.0.0.1", port=password_redis.port, password=password_redis.password)
+    try:
+        await until(lambda: len(recorded(record)) >= 20, 30, what="20 tasks run")
+        admin.config_set("requirepass", "the-new-pw")
+        password_redis.password = "the-new-pw"
+        admin.client_kill_filter(_type="normal", skipme=True)  # every client reconnects
+        await finish(child, 60)
+    finally:
+        child.kill("KILL")
+        admin.close()
+        for broker in (queues.producer, queues.dead):
+            await broker.disconnect()
+    output = child.output
+    assert child.status == EXIT_MISCONFIGURED, output[-3000:]
+    lines = [line for line in output.splitlines() if "refused its configuration" in line]
+    assert len(lines) == 1 and "refused the credentials" in lines[0], output[-3000:]
+    assert "s3cret-pw" not in output and "the-new-pw" not in output
+    assert "Traceback" not in output, output[-3000:]
+    assert len(set(recorded(record))) < count  # it stopped mid-run
+    # nothing lost: with the new password, another consumer runs the rest
+    # (what the first one held comes back when its leases run out)
+    after = Queues(password_redis.url)
+    after.name = queues.name
+    async with after:
+        child = spawn(qbroker(after, *extra), cwd=str(tmp_path), TXQ_TEST_RECORD=str(record))
+        try:
+            await until(lambda: len(set(recorded(record))) == count, 60, what="every task run")
+        finally:
+            child.kill("TERM")
+        await finish(child, 30)
+        view = await txqbroker.connect(password_redis.url, name=queues.name, receipts=True)
+        try:
+            assert await view.queue_size() == 0 and await view.leased_size() == 0
+            assert await after.dead.queue_size() == 0
+        finally:
+            await view.disconnect()
+    assert sorted(set(recorded(record))) == list(range(count))

@@ -140,3 +140,14 @@ def test_a_child_exiting_78_before_it_was_ready_stops_everything_at_once() -> No
         "the broker refused its configuration: bad file"
     )
     assert second.transport.signals == [signal.SIGTERM]  # type: ignore[union-attr]
+
+
+def test_children_get_the_parents_reactor() -> None:
+    from txqbroker.workers.supervisor import reactor_args
+
+    def reactor_from(module: str) -> Any:
+        return type("Reactor", (), {"__module__": module})()
+
+    assert reactor_args(reactor_from("twisted.internet.asyncioreactor")) == ["--reactor=asyncio"]
+    assert reactor_args(reactor_from("twisted.internet.epollreactor")) == ["--reactor=epoll"]
+    assert reactor_args(Clock()) == []

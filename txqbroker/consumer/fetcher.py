@@ -22,7 +22,7 @@ from txqbroker.consumer.delivery import Delivery
 from txqbroker.consumer.events import ConsumerEvents
 from txqbroker.consumer.stats import ConsumerStats
 from txqbroker.consumer.timing import Sleeper, broker_bound
-from txqbroker.errors import BrokerError
+from txqbroker.errors import BrokerError, ConfigurationError
 from txqbroker.interfaces import IBroker
 
 __all__ = ["Fetcher"]
@@ -93,7 +93,12 @@ class Fetcher:
             room.callback(None)
 
     async def run(self, broker: IBroker) -> None:
-        """Fill the buffer from ``broker`` until :attr:`fetching` is unset."""
+        """
+        Fill the buffer from ``broker`` until :attr:`fetching` is unset.
+
+        :raise txqbroker.errors.ConfigurationError: the broker refused its
+            configuration (e.g. its credentials, after a reconnection).
+        """
         self.bulk = broker.options.bulk
         failures = 0
         while self.fetching:
@@ -108,6 +113,8 @@ class Fetcher:
                 )
             except CancelledError:
                 return
+            except ConfigurationError:
+                raise  # refused credentials...: retrying cannot help (the service stops)
             except Exception as e:
                 failures += 1
                 if not isinstance(e, BrokerError) and failures == 1:

@@ -217,6 +217,10 @@ class ConsumerService(service.Service):
             return
         broker, dead = self.broker, self.dead_letters
         assert broker is not None and dead is not None
+        keep_leases = getattr(broker, "keep_leases", None)
+        if keep_leases is not None:
+            # its heartbeat keeps what we hold alive: tasks may outlive retry
+            keep_leases()
         # the parts that need the broker: settling, and the journey through it
         config, clock, sleeper, log = self.config, self._clock, self._sleeper, self.log
         store, aborted = self._result_store, self._is_aborted
@@ -244,7 +248,10 @@ class ConsumerService(service.Service):
             tasks=", ".join(self.registry.names()) or "(none)",
         )
         self._start_monitor()
-        await self.fetcher.run(broker)
+        try:
+            await self.fetcher.run(broker)
+        except ConfigurationError as e:  # e.g. credentials refused after a reconnection
+            self._misconfigured("the broker for {queue} refused its configuration: {error}", e)
 
     async def _connect(self) -> None:
         connector = self._connector

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -160,11 +160,26 @@ class Settler:
             **fields,
         )
 
-    def _acknowledge_many(self, receipts: list[str | None]) -> "Deferred[list[None]]":
+    def _acknowledge_many(self, receipts: list[str | None]) -> "Deferred[list[Any]]":
+        """
+        One ``acknowledge_many`` for the receipts of a batch.  When it
+        fails, each receipt is acknowledged on its own, so that one the
+        broker refuses does not leave the others to be delivered again.
+        """
         d: Deferred[Any] = self.broker.acknowledge_many(receipts)  # type: ignore[attr-defined]
         if not d.called or d.paused:  # a broker without receipts answers at once: no timer
             d = self._bound(d, "acknowledge")
-        return d.addCallback(lambda _: [None] * len(receipts))
+        d.addCallback(lambda _: [None] * len(receipts))
+        if len(receipts) > 1:
+            d.addErrback(lambda _: self._acknowledge_each(receipts))
+        return d
+
+    def _acknowledge_each(self, receipts: list[str | None]) -> "Deferred[list[Any]]":
+        """Each receipt's own ``acknowledge``: its outcome, or its Failure."""
+        each = [self._bound(self.broker.acknowledge(receipt), "acknowledge") for receipt in receipts]
+        return DeferredList(each, consumeErrors=True).addCallback(
+            lambda results: [outcome for _, outcome in results]
+        )
 
     async def reject(self, delivery: Delivery, failure: Failure, task: Mapping[str, Any] | None) -> None:
         """Dead-letter a package that cannot run, and ``fail()`` it."""

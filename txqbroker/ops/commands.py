@@ -179,7 +179,7 @@ async def _monitor(
         console.print(overview_view(await take_overview(broker, dead, stats, bound), server))
         return 0
 
-    sleeping: list[Deferred[None]] = []
+    sleeping: list[Deferred[Any]] = []
     stop = {"now": False}
 
     def quit_() -> None:
@@ -200,7 +200,14 @@ async def _monitor(
     try:
         with Live(console=console, auto_refresh=False, transient=False, vertical_overflow="crop") as live:
             while not stop["now"]:
-                overview: Overview = await take_overview(broker, dead, stats, bound)
+                # quitting cancels what is awaited: a broker that does not
+                # answer does not hold the monitor up
+                reading = Deferred.fromCoroutine(take_overview(broker, dead, stats, bound))
+                sleeping[:] = [reading]
+                try:
+                    overview: Overview = await reading
+                except CancelledError:
+                    break
                 footer = f"refreshing every {args.interval:g} s - q or Ctrl-C to quit"
                 live.update(fitted_view(overview, server, console, footer), refresh=True)
                 nap = task.deferLater(reactor, args.interval, lambda: None)
@@ -277,24 +284,14 @@ def _missing_status(missing: list[str], where: str) -> int:
 
 
 def _print_letters(where: str, rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
+    """Two lines per dead letter (readable at any width, greppable): what and when, then the last error."""
     if not rows:
         print(f"no dead letters in {where}")
         return
-    table = Table(title=f"{where}: {len(rows)} dead letter(s)")
-    for heading in ("id", "task", "attempts", "dead-lettered", "reason", "last error"):
-        table.add_column(heading, justify="right" if heading == "attempts" else "left", overflow="fold")
+    print(f"{where}: {len(rows)} dead letter(s)")
     for row in rows:
-        cells = (
-            row["id"],
-            row["func"] or "?",
-            row["attempts"] or "?",
-            _when(row["dead_lettered"]),
-            row["reason"] or "?",
-            row["error"] or "",
+        print(
+            f"{row['id']}  {row['func'] or '?'}  attempts {row['attempts'] or '?'}  "
+            f"{_when(row['dead_lettered'])}  {row['reason'] or '?'}"
         )
-        table.add_row(*(Text(str(cell)) for cell in cells))
-    Console().print(table)
+        print(f"    {row['error'] or '(no error recorded)'}")

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 
 from txqbroker.consumer.stats import decode_record, stats_pattern
 from txqbroker.interfaces import IBroker, IStats
@@ -62,6 +62,8 @@ class Overview:
 async def _ask(overview: Overview, d: "Deferred[Any]", what: str, bound: Bound) -> Any:
     try:
         return await bound(d, what)
+    except CancelledError:
+        raise  # the caller gave up (monitor quitting): stop asking
     except Exception as e:
         overview.errors.append(f"{what}: {e or type(e).__name__}")
         return None
@@ -76,8 +78,8 @@ async def take_overview(
 ) -> Overview:
     """
     Read the queue's size, the dead-letter queue's size and the consumers'
-    records.  Never raises: what cannot be read is left ``None`` and named
-    in :attr:`Overview.errors`.
+    records.  Never raises (unless cancelled): what cannot be read is left
+    ``None`` and named in :attr:`Overview.errors`.
 
     :param stats: where consumers publish (``None``: the broker cannot store
         stats; no consumers are listed).

@@ -5,12 +5,14 @@ HTTP listener (:mod:`txqbroker.ops.web`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 
 from txqbroker.errors import ConfigurationError
 from txqbroker.ops.listener import OpsListener
@@ -19,6 +21,8 @@ from txqbroker.ops.observer import ConsumerObserver
 from txqbroker.ops.web import ConsumerView, QuietSite, RecentFailures, make_root
 
 __all__ = ["WithHTTP", "check_endpoint", "http_service", "listener", "with_http"]
+
+log = Logger()
 
 
 def check_endpoint(description: str) -> None:
@@ -54,11 +58,27 @@ class WithHTTP(MultiService):
     ``/health/ready`` answers 503 while the consumer drains.
     """
 
-    def __init__(self, main: IService, http: IService) -> None:
+    def __init__(
+        self, main: IService, http: IService, refused: Callable[[CannotListenError], None] | None = None
+    ) -> None:
+        """
+        :param refused: called (instead of raising) when the listener cannot
+            listen, e.g. a port in use; it has been removed by then.
+        """
         super().__init__()
         self.main, self.http = main, http
+        self._refused = refused
         main.setServiceParent(self)
         http.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            if self._refused is None:
+                raise
+            self.http.disownServiceParent()
+            self._refused(e)
 
     def stopService(self) -> "Deferred[None]":
         Service.stopService(self)
@@ -68,7 +88,8 @@ class WithHTTP(MultiService):
         try:
             await maybeDeferred(self.main.stopService)
         finally:
-            await maybeDeferred(self.http.stopService)
+            if self.http.parent is self:
+                await maybeDeferred(self.http.stopService)
 
 
 def with_http(description: str | None, consumer: Any, top: IService, reactor: Any) -> IService:
@@ -82,4 +103,13 @@ def with_http(description: str | None, consumer: Any, top: IService, reactor: An
     failures = RecentFailures()
     consumer.events.add(OpsListener(ConsumerObserver(reactor, metrics, failures)))
     view = ConsumerView(consumer, consumer.stats_target, reactor, failures, metrics)
-    return WithHTTP(top, http_service(description, view, reactor))
+
+    def refused(error: CannotListenError) -> None:
+        # like a configuration the broker refuses: a critical line, the
+        # reactor stopped, and twistd's exit status EX_CONFIG (see tap)
+        message = f"--http={description}: cannot listen: {error.socketError}"
+        log.critical("{message}", message=message)
+        consumer.configuration_error = ConfigurationError(message)
+        reactor.callWhenRunning(reactor.stop)
+
+    return WithHTTP(top, http_service(description, view, reactor), refused if consumer._standalone else None)

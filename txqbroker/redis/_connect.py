@@ -13,7 +13,7 @@ from typing import Any
 
 import txredisapi
 from twisted.internet import ssl
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.logger import Logger
@@ -64,12 +64,42 @@ class _Factory(txredisapi.RedisFactory):
     initialDelay = 0.5
     maxDelay = 5
     tls_failure: Failure | None = None
+    #: why the server refused the credentials when a connection was
+    #: (re)made, e.g. after its password changed: txredisapi then stops
+    #: reconnecting, and every command fails with it
+    refused: CredentialsRefused | None = None
     #: seconds a graceful :meth:`disconnect` may take before every
     #: connection is aborted (a TLS connection still in its handshake
     #: never closes gracefully)
     close_timeout = 2.5
     #: the reactor of that bound
     clock: Any = None
+
+    def connectionError(self, why: str) -> None:
+        """
+        txredisapi's report of a failed connection attempt: one whose
+        ``AUTH`` was refused is remembered as :attr:`refused`.
+        """
+        _, _, reason = why.partition("could not auth: ")
+        if reason:
+            error = auth_failure(self.uuid, self.username, reason)
+            if isinstance(error, CredentialsRefused):
+                self.refused = error
+                if self.deferred is None:  # a reconnection (else the caller reports it)
+                    log.error("{error}; not reconnecting", error=str(error))
+        super().connectionError(why)
+
+    def getConnection(self, peek: bool = False) -> "Deferred[Any]":
+        """
+        txredisapi's, except that without a connection after the server
+        refused the credentials, it fails at once with
+        :class:`~txqbroker.redis.errors.CredentialsRefused` (txredisapi
+        would say "Not connected", forever).
+        """
+        if self.refused is not None and not self.size:
+            return fail(self.refused)
+        d: Deferred[Any] = super().getConnection(peek)
+        return d
 
     def abort_connections(self) -> None:
         """Abort every connection, ready or still in its TLS handshake."""
@@ -191,15 +221,23 @@ def _classify(failure: Failure, factory: _Factory, settings: RedisSettings, seco
     _, _, detail = message.partition(": could not ")
     if detail.startswith("auth: "):
         reason = detail[len("auth: "):]
-        if reason in ("Lost connection", "Not connected") or reason.startswith("Not received"):
-            return BrokerUnavailable(f"Redis at {where} closed the connection during AUTH")
-        user = settings.username or "default"
-        return CredentialsRefused(
-            f"Redis at {where} refused the credentials of user {user!r}: {reason}"
-        )
+        return auth_failure(where, settings.username, reason)
     if detail.startswith("set dbid"):
         return ConfigurationError(f"Redis at {where} refused db {settings.db}: {detail}")
     return BrokerUnavailable(f"cannot connect to Redis at {where}: {detail or message}")
+
+
+def auth_failure(where: str, username: str | None, reason: str) -> BrokerError:
+    """
+    The error of an ``AUTH`` that failed for ``reason``:
+    :class:`~txqbroker.redis.errors.CredentialsRefused`, or
+    :class:`~txqbroker.errors.BrokerUnavailable` when the connection was
+    lost meanwhile.
+    """
+    if reason in ("Lost connection", "Not connected") or reason.startswith("Not received"):
+        return BrokerUnavailable(f"Redis at {where} closed the connection during AUTH")
+    user = username or "default"
+    return CredentialsRefused(f"Redis at {where} refused the credentials of user {user!r}: {reason}")
 
 
 async def check_connection(settings: RedisSettings, options: BrokerOptions, endpoint: IStreamClientEndpoint, reactor: Any) -> None:

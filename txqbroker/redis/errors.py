@@ -29,8 +29,10 @@ class TLSError(BrokerUnavailable):
 
 class CredentialsRefused(AuthenticationError, ConfigurationError):
     """
-    Redis refused the credentials when connecting (a wrong password or
-    user, or none given where one is required).  Also a
+    Redis refused the credentials when connecting, or later when
+    reconnecting (a wrong password or user, or none given where one is
+    required; the server's password changed), or refused a command for
+    them (``NOAUTH``, ``WRONGPASS``, ``NOPERM``).  Also a
     :class:`~txqbroker.errors.ConfigurationError`: retrying cannot help, so
     ``twistd qbroker`` stops with exit status 78 instead of retrying.
     """
@@ -48,7 +50,7 @@ def server_error(message: str) -> BrokerError:
     if not code.isupper():
         code = "ERR"
     if code in _AUTH_CODES or "invalid password" in message:
-        return AuthenticationError(f"Redis refused the credentials: {message}")
+        return CredentialsRefused(f"Redis refused the credentials: {message}")
     return ServerError(f"Redis replied: {message}", code=code)
 
 

@@ -72,6 +72,9 @@ class ReceiptKeys:
     * ``q:alive:{id}``: a consumer's heartbeat (expires unless renewed);
     * ``q:landing:{id}``: the list a consumer's ``BLMOVE`` moves packages
       into (normally empty: the next lease empties it);
+    * ``q:held:{id}``: set of the lease ids a consumer holds and keeps
+      alive with its heartbeat (only a consumer that keeps its leases, see
+      :meth:`~txqbroker.redis.RedisReceiptBroker.keep_leases`);
     * ``q:reaped``, ``q:judging``: when the reaper last ran, and when it may
       judge heartbeats again after a gap (both expire).
 
@@ -95,6 +98,10 @@ class ReceiptKeys:
     def landing(self, consumer: str) -> str:
         """The landing list of ``consumer``."""
         return f"{self.queue}:landing:{consumer}"
+
+    def held(self, consumer: str) -> str:
+        """The set of the leases ``consumer`` holds and keeps alive."""
+        return f"{self.queue}:held:{consumer}"
 
     def all(self) -> tuple[str, ...]:
         """The shared keys (what purging the queue clears)."""

@@ -2,7 +2,8 @@
 :class:`Pushes`: the ``RPUSH`` of one queue, coalesced.
 
 A push on an idle queue leaves at once (:func:`~txqbroker._writes.write_now`,
-no waiting for the next reactor turn).  Pushes issued while one is in
+no waiting for the next reactor turn; a command carrying several pushes
+waits for the turn, so that a consumer in the same reactor is not outrun).  Pushes issued while one is in
 flight wait for its reply and then leave together, as one multi-value
 ``RPUSH``: Redis appends them atomically and in order, one command and one
 reply for them all.  So 100 callers with an enqueue in flight cost one round
@@ -116,12 +117,13 @@ class Pushes:
         :return: a Deferred firing with ``value`` once Redis holds them.
         """
         push = _Push(payloads, value, self._cancelled)
+        result = push.result  # (a command failing at once answers it during _send)
+        assert result is not None
         self._deadlines.add(push)
         self._waiting.append(push)
         if self._in_flight is None and not self._settling:
             self._send()
-        assert push.result is not None
-        return push.result
+        return result
 
     def stop(self) -> None:
         """Cancel the timer (when the broker closes)."""
@@ -153,7 +155,16 @@ class Pushes:
         try:
             connection = self._direct()
             if connection is not None:
-                write_now(connection.transport, pack_command(command_args))
+                data = pack_command(command_args)
+                if len(pushes) == 1:
+                    write_now(connection.transport, data)
+                else:
+                    # Several pushes: a busy producer.  Its command leaves on
+                    # the next reactor turn, like a consumer's pop in the same
+                    # reactor: written through at once, it got ahead of the
+                    # pops every round trip and the queue grew (same-process
+                    # benchmark: p50 latency 190-240 ms -> 0.4-0.5 ms).
+                    connection.transport.write(data)
                 command.transport = connection.transport
                 reply: Deferred[Any] = connection.replyQueue.get()
             else:

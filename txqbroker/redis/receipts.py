@@ -13,9 +13,12 @@ what ``BLMOVE`` moved waits in the landing list, what ``TAKE`` leased comes
 back when its lease expires.
 
 Each broker's heartbeat (:data:`~txqbroker.redis.scripts.REAP`, every
-``retry / 4`` seconds, at most 5) renews its key ``q:alive:{id}`` and puts
-back, at the front of the queue, every package whose lease expired, and the
-leases and landing lists of brokers whose heartbeat stopped.  ``acknowledge`` and
+``retry / 4`` seconds, at most 5) renews its key ``q:alive:{id}`` (and, for
+a broker that :meth:`~RedisReceiptBroker.keep_leases`, as the consumer
+service's does, the deadlines of every lease it holds, listed in
+``q:held:{id}``) and puts back, at the front of the queue, every package
+whose lease expired, and the leases and landing lists of brokers whose
+heartbeat stopped.  ``acknowledge`` and
 ``delete`` end a lease; ``fail`` ends it and keeps the package on
 ``q:failed``; ``release`` puts it back at once or after a delay.  A
 package's earlier deliveries are counted in ``q:deliveries`` under its
@@ -44,7 +47,7 @@ from txqbroker.redis.errors import translate
 from txqbroker.redis.keys import ReceiptKeys, receipt_keys
 from txqbroker.redis.pops import Pops
 from txqbroker.redis.replies import as_bytes, ready_connection
-from txqbroker.redis.scripts import GOODBYE, REAP, RELEASE, SETTLE, TAKE, Script
+from txqbroker.redis.scripts import GOODBYE, REAP, RELEASE, SETTLE, TAKE, TOUCH, Script
 
 __all__ = ["RedisReceiptBroker", "LeasePops", "FAILED_KEPT", "heartbeat_period"]
 
@@ -147,9 +150,18 @@ class RedisReceiptBroker(RedisBroker):
         assert isinstance(self._pops, LeasePops)
         self._pops.broker = self
         self.period = heartbeat_period(self.options.retry)
-        #: how long the heartbeat key lives (ms): three missed beats, plus
-        #: a command's timeout
-        self._alive_ms = round((3 * self.period + self.options.timeout) * 1000)
+        #: whether the heartbeat keeps this broker's leases alive
+        #: (:meth:`keep_leases`)
+        self.keeping = False
+        #: the leases this broker holds (when :attr:`keeping`): received
+        #: from a dequeue, neither settled nor released yet (whether that
+        #: worked or not); what each heartbeat keeps alive.  A lease whose
+        #: reply was lost never gets here: it comes back after ``retry``
+        self._held: set[str] = set()
+        #: how long the reaper judges nobody after a gap in its passes
+        #: (ms): time for every live consumer to renew its heartbeat (three
+        #: beats, plus a command's timeout)
+        self._hold_ms = round((3 * self.period + self.options.timeout) * 1000)
         #: the reaper passes in flight
         self._passes: set[Deferred[None]] = set()
         #: the early reaper passes :meth:`release` scheduled
@@ -159,6 +171,38 @@ class RedisReceiptBroker(RedisBroker):
         self._beat.start(self.period, now=True)
 
     _make_pops = LeasePops
+
+    @property
+    def _alive_ms(self) -> int:
+        """
+        How long the heartbeat key lives (ms): ``retry`` when the heartbeat
+        keeps the leases alive (a stopped consumer's leases and landing
+        list come back together), else the hold (three missed beats plus a
+        command's timeout: sooner than a long ``retry``).
+        """
+        return round(self.options.retry * 1000) if self.keeping else self._hold_ms
+
+    @property
+    def _gap_ms(self) -> int:
+        """
+        A gap between two reaper passes from which a heartbeat (or a lease
+        kept alive) may have expired while its consumer lives: its life
+        less two beats (a beat late, and the reply's way).
+        """
+        period_ms = self.period * 1000
+        return round(max(self._alive_ms - 2 * period_ms, 2 * period_ms))
+
+    def keep_leases(self) -> None:
+        """
+        From now on, keep every lease this broker takes alive with its
+        heartbeat: while the broker runs, a package it dequeued stays out
+        until it is settled or released, however long its task runs;
+        ``retry`` then bounds how long a package stays out once the
+        heartbeat stops (the consumer died, was killed, or lost Redis), not
+        after its delivery.  The consumer service (``twistd qbroker``)
+        calls this: it settles or hands back every package it dequeues.
+        """
+        self.keeping = True
 
     # -- plumbing ----------------------------------------------------------
 
@@ -187,7 +231,10 @@ class RedisReceiptBroker(RedisBroker):
             return fail()
 
         def receipts(reply: Any) -> list[tuple[str | None, bytes]]:
-            return [(f"{lease}.{earlier + 1}", payload) for lease, earlier, payload in leases(reply)]
+            taken = leases(reply)
+            if self.keeping:
+                self._held.update(lease for lease, _, _ in taken)
+            return [(f"{lease}.{earlier + 1}", payload) for lease, earlier, payload in taken]
 
         return d.addCallback(receipts)
 
@@ -216,8 +263,26 @@ class RedisReceiptBroker(RedisBroker):
         keys = self.keys
         d = self._eval(
             REAP,
-            [keys.leases, keys.leased, keys.deliveries, keys.queue, keys.consumers, keys.reaped, keys.judging],
-            [REAP_LIMIT, keys.queue, self.consumer, self._alive_ms],
+            [
+                keys.leases,
+                keys.leased,
+                keys.deliveries,
+                keys.queue,
+                keys.consumers,
+                keys.reaped,
+                keys.judging,
+                keys.held(self.consumer),
+            ],
+            [
+                REAP_LIMIT,
+                keys.queue,
+                self.consumer,
+                self._alive_ms,
+                self._gap_ms,
+                self._hold_ms,
+                round(self.options.retry * 1000) if self.keeping else 0,
+                *self._held,
+            ],
             "heartbeat",
         )
 
@@ -261,7 +326,10 @@ class RedisReceiptBroker(RedisBroker):
         if len(args) == 1:
             return succeed(None)
         keys = self.keys
-        d = self._eval(SETTLE, [keys.leases, keys.leased, keys.deliveries, keys.failed], args, what)
+        # no longer kept alive, whatever happens: if settling fails (it
+        # may never reach Redis), the package comes back after retry
+        self._held.difference_update(args[1::2])
+        d = self._eval(SETTLE, [keys.leases, keys.leased, keys.deliveries, keys.failed, keys.queue], args, what)
         return d.addCallback(lambda _: None)
 
     def acknowledge(self, task_id: str | None) -> "Deferred[None]":
@@ -332,6 +400,8 @@ class RedisReceiptBroker(RedisBroker):
         """
         Extend the lease of a long task: it ends ``timeout`` seconds from
         now (``retry`` by default) instead of ``retry`` after the delivery.
+        (A broker that :meth:`keep_leases` needs no touch: its heartbeat
+        keeps the lease at least ``retry`` seconds ahead.)
 
         :return: a Deferred firing with the receipt (unchanged).
         :raise UnknownReceipt: (errback) for a malformed receipt, or one
@@ -346,12 +416,7 @@ class RedisReceiptBroker(RedisBroker):
         except UnknownReceipt:
             return fail()
         keys = self.keys
-        d = self._eval(
-            RELEASE,
-            [keys.leases, keys.leased, keys.deliveries, keys.queue],
-            [lease, max(1, round(seconds * 1000)), "1"],
-            "touch",
-        )
+        d = self._eval(TOUCH, [keys.leases, keys.leased], [lease, max(1, round(seconds * 1000))], "touch")
 
         def extended(current: Any) -> str:
             if not int(current):
@@ -361,6 +426,7 @@ class RedisReceiptBroker(RedisBroker):
         return d.addCallback(extended)
 
     def _release(self, lease: str, delay: float, counted: bool = True) -> "Deferred[None]":
+        self._held.discard(lease)  # (a failed release comes back after retry)
         keys = self.keys
         d = self._eval(
             RELEASE,
@@ -441,7 +507,13 @@ class RedisReceiptBroker(RedisBroker):
         try:
             await self._eval(
                 GOODBYE,
-                [keys.queue, keys.landing(self.consumer), keys.alive(self.consumer), keys.consumers],
+                [
+                    keys.queue,
+                    keys.landing(self.consumer),
+                    keys.alive(self.consumer),
+                    keys.consumers,
+                    keys.held(self.consumer),
+                ],
                 [self.consumer],
                 "disconnect",
             )

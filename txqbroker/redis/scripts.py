@@ -18,13 +18,16 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-__all__ = ["Script", "TAKE", "SETTLE", "RELEASE", "REAP", "GOODBYE"]
+__all__ = ["Script", "TAKE", "SETTLE", "RELEASE", "TOUCH", "REAP", "GOODBYE"]
 
 _PRELUDE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function held_key(queue, id)
+  return queue .. ':held:' .. (string.match(id, '^(.*)%.[^.]*$') or '')
 end
 """
 
@@ -94,13 +97,16 @@ return out
 #: Settle leases (acknowledge, delete or fail): ARGV[2], ARGV[3]... are
 #: lease ids, each followed by '1' when its package's delivery count is to
 #: be forgotten, else '0'.  When ARGV[1] is a number, keep each package on
-#: the list KEYS[4], trimmed to that many.  Returns how many leases were
-#: current (a stale or repeated one is skipped).
+#: the list KEYS[4], trimmed to that many.  Each id leaves its owner's set
+#: of held leases (``KEYS[5]:held:{owner}``, KEYS[5] being the queue).
+#: Returns how many leases were current (a stale or repeated one is
+#: skipped).
 SETTLE = Script(
     """
 local settled = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
+  redis.call('SREM', held_key(KEYS[5], id), id)
   local p = redis.call('HGET', KEYS[2], id)
   if p then
     settled = settled + 1
@@ -120,10 +126,12 @@ return settled
 #: Release the lease ARGV[1]: with ARGV[2] ms of delay, move its deadline
 #: (REAP puts it back then); without, put the package back at the front of
 #: the queue KEYS[4] at once, counting the delivery unless ARGV[3] is '0'
-#: (a package its caller never saw).  Returns 1, or 0 for a lease that is
-#: no longer current.
+#: (a package its caller never saw).  Either way the lease leaves its
+#: owner's set of held leases: the heartbeat no longer keeps it alive.
+#: Returns 1, or 0 for a lease that is no longer current.
 RELEASE = Script(
     """
+redis.call('SREM', held_key(KEYS[4], ARGV[1]), ARGV[1])
 local p = redis.call('HGET', KEYS[2], ARGV[1])
 if not p then return 0 end
 local delay = tonumber(ARGV[2])
@@ -139,35 +147,70 @@ return 1
 """
 )
 
-#: The heartbeat of consumer ARGV[3] (ARGV[4] ms to live; none when
-#: ARGV[3] is empty), then the reaper: up to ARGV[1] expired leases back at
-#: the front of the queue KEYS[4], oldest first, their deliveries counted;
-#: then, for each consumer of the set KEYS[5] whose heartbeat expired, its
-#: landing list and its leases back at the front of the queue too (the
-#: leases counted as deliveries).  ARGV[2] is the queue key, the prefix of
-#: the heartbeat and landing keys.  KEYS[6] holds the time of the last pass:
-#: after a gap longer than a heartbeat's life (a frozen server, or no
-#: consumer for a while), every heartbeat may have expired meanwhile, so no
-#: consumer is judged for one more heartbeat's life (KEYS[7]: judging
-#: resumes then).  Returns {expired leases, landed packages, leases of
-#: stopped consumers} put back.
+#: Extend the lease ARGV[1] (still held): its deadline in the sorted set
+#: KEYS[1] becomes ARGV[2] ms from now.  Returns 1, or 0 for a lease that
+#: is no longer current (not in the hash KEYS[2]).
+TOUCH = Script(
+    """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now_ms() + tonumber(ARGV[2]), ARGV[1])
+return 1
+"""
+)
+
+#: The heartbeat of consumer ARGV[3] (its key ``ARGV[2]:alive:{id}``
+#: lives ARGV[4] ms; no heartbeat when ARGV[3] is empty).  When ARGV[7] is
+#: not 0 it also keeps its leases alive: ARGV[8]... are the leases it
+#: holds now (received, not settled nor released), which become its set of
+#: held leases KEYS[8], each with the deadline ARGV[7] ms from now (``ZADD
+#: XX GT``: never shortened, never brought back).  Then the reaper: up to ARGV[1] expired leases back
+#: at the front of the queue KEYS[4], oldest first, their deliveries
+#: counted; then, for each consumer of the set KEYS[5] whose heartbeat
+#: expired, its landing list and its leases back at the front of the queue
+#: too (the leases counted as deliveries).  ARGV[2] is the queue key, the
+#: prefix of the heartbeat, landing and held-lease keys.
+#:
+#: KEYS[6] holds the time of the last pass: after a gap of ARGV[5] ms or
+#: more (a frozen server, or no consumer for a while) heartbeats and kept
+#: leases may have expired meanwhile although their consumers live, so for
+#: ARGV[6] ms (KEYS[7]: judging resumes then) no consumer is judged and no
+#: held lease is reaped (leases released with a delay still are): the live
+#: consumers renew theirs first.  Returns {expired leases, landed packages,
+#: leases of stopped consumers} put back.
 REAP = Script(
     """
 local now = now_ms()
 local life = tonumber(ARGV[4])
+local hold = tonumber(ARGV[6])
+local renew = tonumber(ARGV[7])
 local last = tonumber(redis.call('GET', KEYS[6]) or '0')
-redis.call('SET', KEYS[6], now, 'PX', 10 * life)
-if now - last >= life then
-  redis.call('SET', KEYS[7], now + life, 'PX', 2 * life)
+redis.call('SET', KEYS[6], now, 'PX', 10 * math.max(life, hold))
+if now - last >= tonumber(ARGV[5]) then
+  redis.call('SET', KEYS[7], now + hold, 'PX', 2 * hold)
 end
 local judge = now >= tonumber(redis.call('GET', KEYS[7]) or '0')
 if ARGV[3] ~= '' then
   redis.call('SET', ARGV[2] .. ':alive:' .. ARGV[3], '1', 'PX', life)
   redis.call('SADD', KEYS[5], ARGV[3])
 end
+redis.call('DEL', KEYS[8])
+if renew > 0 then
+  local deadline = now + renew
+  for i = 8, #ARGV, 500 do
+    local ids, scored = {}, {}
+    for j = i, math.min(i + 499, #ARGV) do
+      ids[#ids + 1] = ARGV[j]
+      scored[#scored + 1] = deadline
+      scored[#scored + 1] = ARGV[j]
+    end
+    redis.call('SADD', KEYS[8], unpack(ids))
+    redis.call('ZADD', KEYS[1], 'XX', 'GT', unpack(scored))
+  end
+end
 local function put_back(id)
   local p = redis.call('HGET', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
+  redis.call('SREM', held_key(ARGV[2], id), id)
   if p then
     redis.call('HDEL', KEYS[2], id)
     redis.call('HINCRBY', KEYS[3], redis.sha1hex(p), 1)
@@ -177,8 +220,13 @@ local function put_back(id)
   return 0
 end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local expired = 0
 for i = #ids, 1, -1 do
-  put_back(ids[i])
+  local id = ids[i]
+  if judge or redis.call('SISMEMBER', held_key(ARGV[2], id), id) == 0 then
+    put_back(id)
+    expired = expired + 1
+  end
 end
 local landed, orphaned = 0, 0
 if judge then
@@ -189,31 +237,33 @@ if judge then
         landed = landed + 1
       end
       local prefix = consumer .. '.'
-      local held = {}
+      local owned = {}
       for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-        if string.sub(id, 1, #prefix) == prefix then held[#held + 1] = id end
+        if string.sub(id, 1, #prefix) == prefix then owned[#owned + 1] = id end
       end
-      for i = #held, 1, -1 do
-        orphaned = orphaned + put_back(held[i])
+      for i = #owned, 1, -1 do
+        orphaned = orphaned + put_back(owned[i])
       end
+      redis.call('DEL', ARGV[2] .. ':held:' .. consumer)
       redis.call('SREM', KEYS[5], consumer)
     end
   end
 end
-return {#ids, landed, orphaned}
+return {expired, landed, orphaned}
 """
 )
 
 #: A consumer leaving: its landing list KEYS[2] back at the front of the
-#: queue KEYS[1], its heartbeat KEYS[3] deleted, its id ARGV[1] out of the
-#: set KEYS[4].  Returns how many packages went back.
+#: queue KEYS[1], its heartbeat KEYS[3] and its set of held leases KEYS[5]
+#: deleted (what it still holds comes back at its deadline), its id ARGV[1]
+#: out of the set KEYS[4].  Returns how many packages went back.
 GOODBYE = Script(
     """
 local landed = 0
 while redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'LEFT') do
   landed = landed + 1
 end
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[5])
 redis.call('SREM', KEYS[4], ARGV[1])
 return landed
 """
