@@ -86,8 +86,14 @@ class Project:
         return env
 
     def consumer_command(self, kind: str) -> list[str]:
+        """
+        ``qcluster``, ``twistd`` (one consumer process) or ``twistd-w2``
+        (``--workers 2``: two consumer processes under a supervisor, as many
+        as the qcluster's workers).
+        """
         if kind == "qcluster":
             return [os.path.join(BIN, "django-admin"), "qcluster"]
+        workers = ["--workers=2"] if kind == "twistd-w2" else []
         return [
             os.path.join(BIN, "twistd"),
             "--nodaemon",
@@ -99,6 +105,7 @@ class Project:
             "--tasks=benchmarks.e2e_tasks",
             "--codec=djangoq",
             "--summary-interval=0",
+            *workers,
         ]
 
     def produce(self, *args: str) -> float:
@@ -133,7 +140,7 @@ class Project:
 
 
 def measure(project: Project, kind: str, count: int, rate: float, seconds: float) -> dict[str, Any]:
-    """One run of ``kind`` (``qcluster`` or ``twistd``): sustained rate, CPU, RSS, latency."""
+    """One run of ``kind`` (see :meth:`Project.consumer_command`): sustained rate, CPU, RSS, latency."""
     shutil.rmtree(project.out, ignore_errors=True)
     os.makedirs(project.out)
     project.purge()
