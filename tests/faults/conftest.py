@@ -49,18 +49,9 @@ def stand(request: Any, tmp_path: Any) -> Iterator[Stand]:
 
 
 #: scenarios plain Redis is known to fail, each strict so that the mark must
-#: go once the Redis provider is fixed.  (A frozen server, the issue's
-#: "stall-safe pops", passes since they landed.)
-NETWORK_STALL_LOSS = (
-    "plain Redis loses one package per stalled connection: when the replies of an established "
-    "connection are held up (here 10 s) while Redis answers on new connections, the pop watchdog "
-    "aborts the blocking connection and the pop's reply, already sent, is lost (issue 10: "
-    "stall-safe pops in both modes; a holding list recovered on reconnect would keep it, and "
-    "would also keep the package of a pop whose reply is cut off with its connection)"
-)
-KNOWN_LOSSES = {
-    ("test_network_faults", "redis"): NETWORK_STALL_LOSS,
-}
+#: go once the Redis provider is fixed.  None since plain pops go through a
+#: holding list (issue 10): a stalled or cut connection loses nothing.
+KNOWN_LOSSES: dict[tuple[str, str], str] = {}
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:

@@ -1,6 +1,6 @@
 """
 The Redis broker's own behaviour beyond the conformance suite: bulk with
-one LPOP, non-blocking and fractional waits, packages never lost to a
+one round trip, non-blocking and fractional waits, packages never lost to a
 cancelled or in-flight pop, closing.
 """
 
@@ -49,36 +49,38 @@ async def test_receipt_operations_are_harmless_no_ops(make: Any) -> None:
     assert await broker.queue_size() == 1
 
 
-async def test_bulk_is_one_blmpop(make: Any, redis_py: Any) -> None:
+async def test_bulk_is_one_round_trip(make: Any, redis_py: Any) -> None:
     broker = await make(bulk=3)
     for i in range(5):
         await broker.enqueue(b"p%d" % i)
-    before = command_calls(redis_py, "BLMPOP"), command_calls(redis_py, "LPOP")
+    before = command_calls(redis_py, "EVALSHA"), command_calls(redis_py, "BLMOVE")
     assert await broker.dequeue() == [(None, b"p0"), (None, b"p1"), (None, b"p2")]
     assert await broker.dequeue() == [(None, b"p3"), (None, b"p4")]
-    # one round trip per batch
-    assert (command_calls(redis_py, "BLMPOP"), command_calls(redis_py, "LPOP")) == (before[0] + 2, before[1])
+    # one round trip (one TAKE script) per batch, no blocking while packages wait
+    after = command_calls(redis_py, "EVALSHA"), command_calls(redis_py, "BLMOVE")
+    assert after == (before[0] + 2, before[1])
 
 
-async def test_bulk_without_blmpop_takes_the_rest_with_one_lpop() -> None:
-    """A server without BLMPOP (before Redis 7): BLPOP, then one LPOP."""
+async def test_a_server_without_blmove_pops_with_blpop() -> None:
+    """A server without BLMOVE (before Redis 6.2): BLPOP, then one LPOP."""
     import shutil
 
     import redis
 
     from tests.servers import start_redis
 
-    server = start_redis(extra=("--rename-command", "BLMPOP", "blmpop-renamed"))
+    server = start_redis(extra=("--rename-command", "BLMOVE", "blmove-renamed"))
     client = redis.Redis(port=server.port)
     try:
-        broker = await txqbroker.connect(server.url, name=unique_name(), bulk=3)
+        broker = await txqbroker.connect(server.url, name=unique_name(), bulk=3, wait=0.2)
         try:
+            assert await broker.dequeue() == []  # TAKE took nothing, BLMOVE is unknown
             for i in range(5):
                 await broker.enqueue(b"p%d" % i)
+            before = command_calls(client, "BLMPOP")
             assert await broker.dequeue() == [(None, b"p0"), (None, b"p1"), (None, b"p2")]
-            before = command_calls(client, "LPOP")
             assert await broker.dequeue() == [(None, b"p3"), (None, b"p4")]
-            assert command_calls(client, "LPOP") == before + 1
+            assert command_calls(client, "BLMPOP") == before + 2
         finally:
             await broker.disconnect()
     finally:
@@ -104,23 +106,6 @@ async def test_fractional_wait(make: Any) -> None:
     start = reactor.seconds()
     assert await broker.dequeue() == []
     assert 0.25 <= reactor.seconds() - start < 2
-
-
-async def test_cancelled_bulk_pop_hands_everything_back_in_order(make: Any, redis_py: Any) -> None:
-    broker = await make(bulk=3, wait=3)
-    pending = broker.dequeue()
-    await pause(0.2)  # the BLPOP is waiting on the server
-    pending.cancel()
-    with pytest.raises(defer.CancelledError):
-        await pending
-    # one RPUSH: the abandoned BLPOP takes the first, its LPOP the rest
-    redis_py.rpush(broker.key, b"a", b"b", b"c", b"d")
-
-    async def all_back() -> bool:
-        return redis_py.lrange(broker.key, 0, -1) == [b"a", b"b", b"c", b"d"]
-
-    await eventually(all_back, 5, "the cancelled pop did not hand its packages back")
-    assert await broker.dequeue() == [(None, b"a"), (None, b"b"), (None, b"c")]
 
 
 async def test_pops_of_one_broker_take_turns(make: Any) -> None:

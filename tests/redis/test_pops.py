@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable
 from txqbroker.options import BrokerOptions
 from txqbroker.redis import RedisBroker
+from txqbroker.redis.pops import Pops
 from txqbroker.redis.watchdog import PopWatchdog
 
 KEY = b"django_q:q:q"
@@ -44,6 +45,15 @@ class ScriptedRedis:
         raise AssertionError(f"unexpected command {args!r}")
 
 
+class BlpopBroker(RedisBroker):
+    """
+    A plain broker with the ``BLPOP`` pops of servers before Redis 6.2
+    (whose turn-taking every broker's pops share).
+    """
+
+    _make_pops = Pops
+
+
 class Factory:
     pool: list[Any] = []
 
@@ -52,7 +62,7 @@ def make(**options: Any) -> tuple[Clock, ScriptedRedis, RedisBroker]:
     clock, redis = Clock(), ScriptedRedis()
     opts = BrokerOptions(scheme="redis", name="q").with_options(**options)
     watchdog = PopWatchdog(Factory(), opts.wait + opts.timeout, clock)
-    return clock, redis, RedisBroker(redis, redis, opts, clock, watchdog=watchdog)
+    return clock, redis, BlpopBroker(redis, redis, opts, clock, watchdog=watchdog)
 
 
 def fired(d: "Deferred[Any]") -> Any:
@@ -151,7 +161,7 @@ def test_a_pop_goes_straight_to_the_ready_dedicated_connection() -> None:
     factory, connection = Factory(), ReadyConnection()
     factory.pool = [connection]
     opts = BrokerOptions(scheme="redis", name="q")
-    broker = RedisBroker(handler, handler, opts, clock, blocking_factory=factory)
+    broker = BlpopBroker(handler, handler, opts, clock, blocking_factory=factory)
     first = broker.dequeue()
     assert len(connection.pops) == 1 and handler.pops == []
     connection.pops[0].callback([KEY, b"direct"])

@@ -3,10 +3,11 @@
 txredisapi connection handlers.
 
 The queue is the list ``django_q:{name}:q``: ``enqueue`` is ``RPUSH``,
-``dequeue`` is ``BLPOP`` (``BLMPOP`` for a bulk) on a connection of its
-own.  Plain Redis has no delivery receipts: a package is gone from Redis as
-soon as it is dequeued (see :mod:`txqbroker.redis.receipts` for the
-receipts mode).
+``dequeue`` moves packages into the broker's holding list on a connection
+of its own (:mod:`txqbroker.redis.holding`), so that a lost reply loses
+nothing.  Plain Redis has no delivery receipts: a package is gone from the
+queue as soon as it is dequeued (see :mod:`txqbroker.redis.receipts` for
+the receipts mode).
 
 This module does not import txredisapi (which installs the default
 reactor): it only calls the handlers it is given.
@@ -32,7 +33,7 @@ from txqbroker.options import BrokerOptions
 from txqbroker.payloads import check_payload, check_payloads, check_stat
 from txqbroker.redis.errors import translate
 from txqbroker.redis.keys import queue_key, stat_key
-from txqbroker.redis.pops import Pops
+from txqbroker.redis.holding import HoldingPops
 from txqbroker.redis.pushes import Pushes
 from txqbroker.redis.replies import as_bytes, optional_bytes, ready_connection
 from txqbroker.redis.watchdog import PopWatchdog
@@ -128,7 +129,7 @@ class RedisBroker:
         return f"<{type(self).__name__} {self.name!r} on {self.where}>"
 
     #: the pops of this broker (a subclass may take packages differently)
-    _make_pops = Pops
+    _make_pops: Any = HoldingPops
 
     # -- plumbing ------------------------------------------------------------
 
@@ -188,16 +189,17 @@ class RedisBroker:
 
     def dequeue(self) -> "Deferred[list[tuple[str | None, bytes]]]":
         """
-        ``BLPOP`` the queue for up to ``options.wait`` seconds (``LPOP``
-        when ``wait`` is 0); when ``bulk`` > 1, ``BLMPOP`` takes up to
-        ``bulk`` packages at once (on Redis before 7.0, ``BLPOP`` then one
-        ``LPOP key count``) (:class:`~txqbroker.redis.pops.Pops`).
+        Take up to ``bulk`` packages, waiting up to ``options.wait`` seconds
+        for one (not at all when ``wait`` is 0): one Lua script while
+        packages wait, through this broker's holding list
+        (:class:`~txqbroker.redis.holding.HoldingPops`; ``BLPOP`` on a
+        server before Redis 6.2).
 
         Pops of one broker take turns on its blocking connection.  The
         returned Deferred is bounded by ``wait + timeout``.  Cancelling it
         (or its timing out) never cancels a Redis command already sent:
-        whatever that command takes afterwards is pushed back to the front
-        of the queue.  A pop still waiting for its turn is simply dropped.
+        whatever that command takes afterwards goes back to the front of
+        the queue.  A pop still waiting for its turn is simply dropped.
 
         :return: a Deferred firing with ``[(None, payload), ...]``, empty
             when nothing came.
@@ -367,7 +369,18 @@ class RedisBroker:
                 self.log.warn("disconnect from {where}: {error}", where=self.where, error=str(e))
 
     async def _before_close(self) -> None:
-        """What a subclass does once pops are over, before the connections close."""
+        """
+        Once pops are over, before the connections close: settle the
+        holding list of plain Redis (:meth:`HoldingPops.finish`).
+        """
+        try:
+            await bounded(self._pops.finish(), self.options.timeout, self._clock, "disconnect")
+        except Exception as e:
+            self.log.warn(
+                "disconnect: could not settle the holding list of {queue}: {error}",
+                queue=self.key,
+                error=str(e),
+            )
 
     # -- stats (IStats) --------------------------------------------------------
 

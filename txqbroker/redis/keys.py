@@ -21,6 +21,14 @@ def queue_key(name: str) -> str:
     return f"{PREFIX}:{name}:q"
 
 
+def holding_key(queue: str, broker_id: str) -> str:
+    """
+    The holding list of one plain broker on the list ``queue``:
+    ``{queue}:holding:{broker_id}`` (see :mod:`txqbroker.redis.holding`).
+    """
+    return f"{queue}:holding:{broker_id}"
+
+
 def stat_key(name: str, cluster_id: str) -> str:
     """
     The key under which the consumer ``cluster_id`` of the queue ``name``

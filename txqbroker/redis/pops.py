@@ -137,6 +137,10 @@ class Pops:
         self._idle_waiters.append(waiter)
         return waiter
 
+    def finish(self) -> "Deferred[None]":
+        """What is left to do on the server once the pops are over (nothing here)."""
+        return succeed(None)
+
     def stop(self) -> None:
         """Cancel the timers (when the broker closes)."""
         self._deadlines.stop()

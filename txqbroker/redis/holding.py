@@ -1,0 +1,155 @@
+"""
+:class:`HoldingPops`: the pops of plain Redis, whose effect survives a lost
+reply.
+
+Each plain broker has a holding list ``django_q:{name}:q:holding:{id}``.
+A pop is one :data:`TAKE` (a Lua script): it moves up to ``bulk`` packages
+from the queue to the holding list and returns them.  When it took
+nothing, ``BLMOVE`` waits up to ``wait`` seconds for one package into the
+holding list; its reply only wakes the pop, which then runs :data:`TAKE`
+again (that puts the woken package back at the head and takes it with the
+rest of the bulk).
+
+Every :data:`TAKE` first settles the holding list: it removes the packages
+the client says it received (the last :data:`TAKE` whose reply arrived:
+its sequence number and count) and puts everything else back at the head
+of the queue, in order: packages of a command whose reply was lost (the
+connection cut or aborted by the watchdog) are therefore never lost, and
+delivered once.  If the sequence number in Redis is not the one the client
+last received, a :data:`TAKE` whose reply was lost did run: nothing in the
+holding list was received.  On :meth:`HoldingPops.finish` (a graceful
+disconnect) a last :data:`TAKE` of 0 settles the list and deletes it.
+
+A server before Redis 6.2 (no ``BLMOVE``, no ``LPOP key count``) gets the
+pops of :class:`~txqbroker.redis.pops.Pops` (``BLPOP``), whose reply, when
+lost, loses its package; a warning says so once.
+
+What a ``kill -9`` leaves (the packages of the last reply, received but
+not run) stays visible in the holding list rather than vanishing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+
+from txqbroker._ids import tracking_id
+from txqbroker.redis.keys import holding_key
+from txqbroker.redis.pops import Pops, _anonymous, _Pop
+from txqbroker.redis.replies import bytes_list, ready_connection
+from txqbroker.redis.scripts import Script
+
+__all__ = ["HoldingPops", "TAKE"]
+
+#: KEYS: queue, holding list, its sequence key.  ARGV: the sequence number
+#: of the last reply received, how many packages it gave, a new sequence
+#: number, how many to take.  Settles the holding list (see the module),
+#: then moves up to ARGV[4] packages from the queue to it and returns them;
+#: with ARGV[4] == 0, deletes the sequence key.
+TAKE = Script(
+    """
+local queue, holding, seq = KEYS[1], KEYS[2], KEYS[3]
+local received = tonumber(ARGV[2])
+if (redis.call('GET', seq) or '0') ~= ARGV[1] then received = 0 end
+if received > 0 then redis.call('LTRIM', holding, received, -1) end
+local back = redis.call('LRANGE', holding, 0, -1)
+for i = #back, 1, -1 do redis.call('LPUSH', queue, back[i]) end
+redis.call('DEL', holding)
+local count = tonumber(ARGV[4])
+if count <= 0 then
+  redis.call('DEL', seq)
+  return {}
+end
+local taken = redis.call('LPOP', queue, count)
+if not taken then taken = {} end
+if #taken > 0 then redis.call('RPUSH', holding, unpack(taken)) end
+redis.call('SET', seq, ARGV[3])
+return taken
+"""
+)
+
+
+class HoldingPops(Pops):
+    """
+    The pops of a plain Redis broker, through its holding list (see the
+    module).  One round trip per batch while packages wait.
+    """
+
+    def __init__(self, key: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(key, *args, **kwargs)
+        self.holding = holding_key(key, tracking_id())
+        self._sequence = self.holding + ":seq"
+        #: the sequence number of the last TAKE whose reply arrived, and
+        #: how many packages it gave; the next number to use
+        self._acked = 0
+        self._received = 0
+        self._next = 1
+        # an abandoned pop's packages stay in the holding list: the next
+        # TAKE puts them back at the head of the queue
+        self._hand_back = lambda items: succeed(None)
+        #: whether the server has what the holding list needs (Redis 6.2+)
+        self._holding = True
+
+    def _target(self) -> Any:
+        return ready_connection(self._blocking_factory) or self._blocking
+
+    def _take(self, count: int) -> "Deferred[list[bytes]]":
+        number, self._next = self._next, self._next + 1
+        d: Deferred[Any] = TAKE(
+            self._target(),
+            [self.key, self.holding, self._sequence],
+            [self._acked, self._received, number, count],
+        )
+
+        def received(reply: Any) -> list[bytes]:
+            taken = bytes_list(reply)
+            self._acked, self._received = number, len(taken)
+            return taken
+
+        return d.addCallback(received)
+
+    def _too_old(self, failure: Failure) -> Any:
+        """A server before Redis 6.2: :class:`Pops`' pops from now on."""
+        message = failure.getErrorMessage().lower()
+        if "unknown command" not in message and "wrong number of arguments" not in message:
+            return failure
+        self.log.warn(
+            "this Redis has no BLMOVE or LPOP with a count (Redis < 6.2): popping {queue} "
+            "with BLPOP, whose lost reply loses its package",
+            queue=self.key,
+        )
+        self._holding = False
+        return super()._send()
+
+    def _send(self) -> "Deferred[list[tuple[str | None, bytes]]]":
+        if not self._holding:
+            return super()._send()
+        d = self._take(self._bulk)
+        if self._wait > 0:
+
+            def block(taken: list[bytes]) -> Any:
+                if taken:
+                    return taken
+                moved: Deferred[Any] = self._target().execute_command(
+                    "BLMOVE", self.key, self.holding, "LEFT", "RIGHT", self._blpop_timeout, apply_timeout=False
+                )
+                return moved.addCallback(
+                    lambda reply: self._take(self._bulk) if reply is not None else []
+                )
+
+            d.addCallback(block)
+        result: Deferred[Any] = d.addCallback(_anonymous)
+        return result.addErrback(self._too_old)
+
+    def _taken(self, items: list[tuple[str | None, bytes]], pop: _Pop) -> None:
+        if pop.abandoned and items:
+            self._received = 0  # not received after all: back at the next TAKE
+        super()._taken(items, pop)
+
+    def finish(self) -> "Deferred[None]":
+        """Settle the holding list and delete it (a graceful disconnect)."""
+        if not self._holding:
+            return succeed(None)
+        return self._take(0).addCallback(lambda _: None)
