@@ -24,6 +24,12 @@ A server before Redis 6.2 (no ``BLMOVE``, no ``LPOP key count``) gets the
 pops of :class:`~txqbroker.redis.pops.Pops` (``BLPOP``), whose reply, when
 lost, loses its package; a warning says so once.
 
+A broker adapted from an application's handler
+(:class:`~txqbroker.redis.RedisConnection`) waits with ``BLPOP`` instead of
+``BLMOVE`` (the handler may be a pool shared with other commands, and
+txredisapi takes a connection aside only for the commands it knows block):
+there, the reply of a pop that waited is not protected.
+
 What a ``kill -9`` leaves (the packages of the last reply, received but
 not run) stays visible in the holding list rather than vanishing.
 """
@@ -38,7 +44,7 @@ from twisted.python.failure import Failure
 from txqbroker._ids import tracking_id
 from txqbroker.redis.keys import holding_key
 from txqbroker.redis.pops import Pops, _anonymous, _Pop
-from txqbroker.redis.replies import bytes_list, ready_connection
+from txqbroker.redis.replies import as_bytes, bytes_list, ready_connection
 from txqbroker.redis.scripts import Script
 
 __all__ = ["HoldingPops", "TAKE"]
@@ -132,6 +138,8 @@ class HoldingPops(Pops):
             def block(taken: list[bytes]) -> Any:
                 if taken:
                     return taken
+                if self._blocking_factory is None:
+                    return self._wait_shared()
                 moved: Deferred[Any] = self._target().execute_command(
                     "BLMOVE", self.key, self.holding, "LEFT", "RIGHT", self._blpop_timeout, apply_timeout=False
                 )
@@ -142,6 +150,25 @@ class HoldingPops(Pops):
             d.addCallback(block)
         result: Deferred[Any] = d.addCallback(_anonymous)
         return result.addErrback(self._too_old)
+
+    def _wait_shared(self) -> "Deferred[list[bytes]]":
+        """
+        The wait on an application's handler, which may be a pool shared
+        with other commands: txredisapi takes a connection aside only for
+        the commands it knows block, so ``BLPOP`` (whose lost reply loses
+        its package), then :data:`TAKE` for the rest of the bulk.
+        """
+        popped: Deferred[Any] = self._blocking.blpop([self.key], self._blpop_timeout)
+
+        def more(reply: Any) -> Any:
+            if not reply:
+                return []
+            first = [as_bytes(reply[1])]
+            if self._bulk == 1:
+                return first
+            return self._take(self._bulk - 1).addCallback(lambda rest: first + rest)
+
+        return popped.addCallback(more)
 
     def _taken(self, items: list[tuple[str | None, bytes]], pop: _Pop) -> None:
         if pop.abandoned and items:
