@@ -44,7 +44,7 @@ from twisted.python.failure import Failure
 from txqbroker._ids import tracking_id
 from txqbroker.redis.keys import holding_key
 from txqbroker.redis.pops import Pops, _anonymous, _Pop
-from txqbroker.redis.replies import as_bytes, bytes_list, ready_connection
+from txqbroker.redis.replies import bytes_list, ready_connection
 from txqbroker.redis.scripts import Script
 
 __all__ = ["HoldingPops", "TAKE"]
@@ -156,19 +156,10 @@ class HoldingPops(Pops):
         The wait on an application's handler, which may be a pool shared
         with other commands: txredisapi takes a connection aside only for
         the commands it knows block, so ``BLPOP`` (whose lost reply loses
-        its package), then :data:`TAKE` for the rest of the bulk.
+        its package), then ``LPOP key count`` for the rest of the bulk.
         """
         popped: Deferred[Any] = self._blocking.blpop([self.key], self._blpop_timeout)
-
-        def more(reply: Any) -> Any:
-            if not reply:
-                return []
-            first = [as_bytes(reply[1])]
-            if self._bulk == 1:
-                return first
-            return self._take(self._bulk - 1).addCallback(lambda rest: first + rest)
-
-        return popped.addCallback(more)
+        return popped.addCallback(self._first_taken)
 
     def _taken(self, items: list[tuple[str | None, bytes]], pop: _Pop) -> None:
         if pop.abandoned and items:
