@@ -128,11 +128,12 @@ async def test_kill_server(stand: Stand) -> None:
     """
     ``kill -9`` of the server mid-run, started again on the same port.
 
-    Redis runs with ``appendfsync always``: what it acknowledged survives.
-    The Disque and IronMQ stand-ins and moto keep their state in memory
-    only: a killed server comes back empty, so what it held (at most the
-    tasks not yet run when it died) is gone; the consumer must survive the
-    outage and process every task produced after the restart.
+    Redis runs with ``appendfsync always`` and the Disque stand-in with its
+    append-only file fsynced before every reply: what they acknowledged
+    survives.  Moto keeps its state in memory only: a killed server comes
+    back empty, so what it held (at most the tasks not yet run when it
+    died) is gone; the consumer must survive the outage and process every
+    task produced after the restart.
     """
     server = stand.server
     if server is None:
