@@ -128,8 +128,9 @@ async def test_kill_server(stand: Stand) -> None:
     """
     ``kill -9`` of the server mid-run, started again on the same port.
 
-    Redis runs with ``appendfsync always`` and the Disque stand-in with its
-    append-only file fsynced before every reply: what they acknowledged
+    Redis runs with ``appendfsync always``, the Disque stand-in with its
+    append-only file fsynced before every reply and the IronMQ stand-in
+    with its state file fsynced before every answer: what they acknowledged
     survives.  Moto keeps its state in memory only: a killed server comes
     back empty, so what it held (at most the tasks not yet run when it
     died) is gone; the consumer must survive the outage and process every
