@@ -26,7 +26,7 @@ import pytest
 
 from tests.consumer.processes import finish
 from tests.faults.providers import CONCURRENCY, STALL
-from tests.faults.stand import LINES, PER_KILL, Account, Stand, stopped_cleanly
+from tests.faults.stand import LINES, PER_FAULT, PER_KILL, Account, Stand, stopped_cleanly
 from tests.faults.tasks import POISON_ATTEMPTS
 from tests.proxy import FaultProxy
 
@@ -72,7 +72,7 @@ def assert_nothing_lost(stand: Stand, account: Account, faults: int) -> None:
     """The receipt providers' promise: at least once."""
     assert account.lost == 0, account
     assert account.remaining == 0, account
-    assert account.duplicates <= faults * PER_KILL, account
+    assert account.duplicates <= faults * PER_FAULT, account
     assert account.dead_lettered == stand.poison, account
 
 
