@@ -135,7 +135,14 @@ def scan(data: bytes, budget: Budget) -> None:
                 arg = None
             else:
                 arg = reader(stream)
-                cost += _payload_cost(arg)
+                # _payload_cost, without its call for the usual arguments
+                kind = type(arg)
+                if kind is int:
+                    cost += arg.bit_length() // 8
+                elif kind is str:
+                    cost += len(arg) if arg.isascii() else 4 * len(arg)
+                else:
+                    cost += _payload_cost(arg)
             if memo:
                 index = arg if memo == 1 and isinstance(arg, int) else stored
                 if index > stored:
