@@ -1,8 +1,10 @@
 """
 The IronMQ stand-in in a process of its own, so that a scenario can kill,
 freeze (``SIGSTOP``) and restart it: ``python -m tests.faults.ironmq_server
-PORT TOKEN PROJECT`` listens on 127.0.0.1:PORT, prints ``listening`` and
-runs until killed.  Its state is in memory only.
+PORT TOKEN PROJECT [FILE]`` listens on 127.0.0.1:PORT, prints ``listening``
+and runs until killed.  With ``FILE``, its state is kept there (fsynced
+before every answer that may change it) and loaded on start; without, in
+memory only.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from twisted.internet import defer, task
 from txqbroker.testing.ironmq import IronMQServer
 
 
-async def serve(reactor: Any, port: int, token: str, project: str) -> None:
-    server = IronMQServer(reactor, port=port, token=token, project_id=project)
+async def serve(reactor: Any, port: int, token: str, project: str, persist: str | None) -> None:
+    server = IronMQServer(reactor, port=port, token=token, project_id=project, persist=persist)
     await server.start()
     print("listening", flush=True)
     await defer.Deferred()
@@ -24,7 +26,8 @@ async def serve(reactor: Any, port: int, token: str, project: str) -> None:
 
 def main(argv: list[str]) -> None:
     port, token, project = int(argv[0]), argv[1], argv[2]
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(serve(reactor, port, token, project)))
+    persist = argv[3] if len(argv) > 3 else None
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(serve(reactor, port, token, project, persist)))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,13 @@ it (``SIGSTOP``/``SIGCONT``) and start it again on the same port:
 * ``redis-server`` with the append-only file fsynced on every write
   (``appendonly yes``, ``appendfsync always``): what Redis acknowledged
   survives a ``kill -9`` of the server;
-* the Disque stand-in (``python -m txqbroker.testing.disque``), moto in
-  server mode, and the IronMQ stand-in: they keep their state in memory
-  only, so a killed server comes back empty (queues and packages gone).
+* the Disque stand-in (``python -m txqbroker.testing.disque``) with its
+  append-only file fsynced before every reply (``--appendonly``), and the
+  IronMQ stand-in with its state file fsynced before every answer that may
+  change it: what they acknowledged survives a ``kill -9``, as it does on
+  Disque with ``appendfsync always`` and on the hosted, durable IronMQ;
+* moto in server mode: it keeps its state in memory only, so a killed
+  server comes back empty (queues and packages gone).
 """
 
 from __future__ import annotations
@@ -106,8 +110,12 @@ def redis_server(port: int, directory: str) -> ServerProcess:
 
 
 def disque_server(port: int, directory: str) -> ServerProcess:
-    argv = [sys.executable, "-m", "txqbroker.testing.disque", "--port", str(port)]
-    return ServerProcess("disque", argv, port, directory, persistent=False)
+    # the append-only file fsynced before every reply, as Redis's here
+    argv = [
+        sys.executable, "-m", "txqbroker.testing.disque", "--port", str(port),
+        "--appendonly", os.path.join(directory, "disque.aof"),
+    ]
+    return ServerProcess("disque", argv, port, directory, persistent=True)
 
 
 def moto_server(port: int, directory: str) -> ServerProcess:
@@ -120,5 +128,8 @@ IRONMQ_PROJECT = "faults"
 
 
 def ironmq_server(port: int, directory: str) -> ServerProcess:
-    argv = [sys.executable, "-m", "tests.faults.ironmq_server", str(port), IRONMQ_TOKEN, IRONMQ_PROJECT]
-    return ServerProcess("ironmq", argv, port, directory, persistent=False)
+    argv = [
+        sys.executable, "-m", "tests.faults.ironmq_server", str(port), IRONMQ_TOKEN, IRONMQ_PROJECT,
+        os.path.join(directory, "ironmq.json"),
+    ]
+    return ServerProcess("ironmq", argv, port, directory, persistent=True)

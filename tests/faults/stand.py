@@ -34,6 +34,12 @@ LINES: list[str] = []
 #: the tasks it was running plus the packages it had fetched
 PER_KILL = CONCURRENCY + PREFETCH
 
+#: duplicates one fault may cause on a receipt provider: what the consumer
+#: held (:data:`PER_KILL`) plus one batch of acknowledgements in flight when
+#: the fault struck (the consumer batches acknowledgements, at most
+#: ``concurrency`` at once): those tasks ran, but the server never heard it
+PER_FAULT = PER_KILL + CONCURRENCY
+
 
 @dataclass
 class Account:

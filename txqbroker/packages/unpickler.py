@@ -217,6 +217,11 @@ def _children(value: Any) -> Iterable[Any]:
     yield from _slot_values(value)
 
 
+#: values that hold nothing: :func:`find_references` passes them by without
+#: a lookup or a call (most of a task's values; a third of its walk)
+_ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None)})
+
+
 def find_references(value: Any) -> GlobalReference | None:
     """
     :return: the first :class:`GlobalReference` anywhere inside ``value``
@@ -229,10 +234,19 @@ def find_references(value: Any) -> GlobalReference | None:
     stack = [value]
     while stack:
         item = stack.pop()
+        kind = type(item)
+        if kind in _ATOMS:
+            continue
         if isinstance(item, GlobalReference):
             return item
         if id(item) in seen:
             continue
         seen.add(id(item))
-        stack.extend(_children(item))
+        if kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            stack.extend(_children(item))
     return None

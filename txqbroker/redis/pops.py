@@ -17,6 +17,7 @@ rather than ``addTimeout``: that halves the CPU these layers add to a
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 from typing import Any, Callable
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -35,7 +36,7 @@ __all__ = ["Pops"]
 
 def _anonymous(payloads: list[bytes]) -> list[tuple[str | None, bytes]]:
     """Packages of plain Redis, which has no receipts."""
-    return [(None, payload) for payload in payloads]
+    return list(zip(repeat(None), payloads))
 
 
 class _Pop:

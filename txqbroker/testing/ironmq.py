@@ -49,8 +49,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -225,6 +227,14 @@ class IronMQServer:
         answers reproducible (see :attr:`sparse`).
     :param max_body_size: the largest message body accepted, in bytes
         (IronMQ's plans allow 64 KiB or 256 KiB).
+    :param persist: keep the queues in this file, as the hosted, durable
+        service keeps them: the whole state is written and fsynced (to a
+        temporary file renamed over it) before the answer to every request
+        that may change it leaves, and loaded when the server is made, so
+        a process killed with ``kill -9`` and started again on the same
+        file has lost nothing it acknowledged.  Reserved messages come back
+        when their reservation expires; deleted ones stay deleted.
+        ``None`` (the default): in memory only.
     """
 
     def __init__(
@@ -236,6 +246,7 @@ class IronMQServer:
         clock: IReactorTime | None = None,
         max_body_size: int = 64 * 1024,
         sparse_seed: int | None = None,
+        persist: str | None = None,
     ) -> None:
         self._reactor = reactor
         self._clock: IReactorTime = clock if clock is not None else reactor
@@ -263,6 +274,51 @@ class IronMQServer:
         self._drop = 0
         #: every request received, oldest first (a test hook)
         self.requests: list[RecordedRequest] = []
+        self.persist = persist
+        # clock seconds + _epoch = wall-clock seconds (what the file holds)
+        self._epoch = time.time() - self._clock.seconds()
+        if persist is not None and os.path.exists(persist):
+            self._load(persist)
+
+    # -- persistence -----------------------------------------------------------
+
+    def _save(self, path: str) -> None:
+        epoch = self._epoch
+        next_id = next(self._ids)
+        self._ids = itertools.count(next_id)
+        state = {
+            "next_id": next_id,
+            "queues": [
+                {
+                    "name": q.name, "project_id": q.project_id, "message_timeout": q.message_timeout,
+                    "message_expiration": q.message_expiration, "type": q.type,
+                    "total_messages": q.total_messages,
+                    "messages": [
+                        [m.id, m.body, m.visible_at + epoch, m.reserved_count, m.reservation_id,
+                         m.reserved_until + epoch]
+                        for m in q.messages.values()
+                    ],
+                }
+                for q in self._queues.values()
+            ],
+        }
+        temporary = path + ".new"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+
+    def _load(self, path: str) -> None:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        epoch = self._epoch
+        self._ids = itertools.count(state["next_id"])
+        for q in state["queues"]:
+            messages = q.pop("messages")
+            queue = self._queues[(q["project_id"], q["name"])] = _Queue(**q)
+            for mid, body, visible_at, count, reservation, until in messages:
+                queue.messages[mid] = _Message(mid, body, visible_at - epoch, count, reservation, until - epoch)
 
     # -- running -------------------------------------------------------------
 
@@ -411,10 +467,13 @@ class IronMQServer:
             handle()
         return NOT_DONE_YET
 
-    @staticmethod
     def _respond(
-        request: Request, record: RecordedRequest, status: int, body: dict[str, Any]
+        self, request: Request, record: RecordedRequest, status: int, body: dict[str, Any]
     ) -> None:
+        if self.persist is not None and record.method != "GET":
+            # what this request (or an earlier one) changed is on disk
+            # before the answer leaves
+            self._save(self.persist)
         record.status = status
         if request.finished or getattr(request, "_disconnected", False):
             return

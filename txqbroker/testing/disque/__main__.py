@@ -5,7 +5,11 @@ Run stand-in Disque nodes in a process of their own::
 
 prints the nodes as ``host:port,...`` on one line once they listen (ready
 for ``TXQBROKER_DISQUE_NODES``) and runs until interrupted.  Several nodes
-form a :class:`~txqbroker.testing.StandInCluster`.
+form a :class:`~txqbroker.testing.StandInCluster`.  ``--appendonly FILE``
+keeps the jobs in an append-only file fsynced before every reply (Disque's
+``appendonly yes`` with ``appendfsync always``) and replays it on start, so
+the jobs survive a ``kill -9``; with several nodes, node ``i`` > 0 uses
+``FILE.i``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--port", type=int, default=0, help="the first node's port; the others follow (0: free ports)"
     )
     parser.add_argument("--password", default=None, help="require AUTH with this password")
+    parser.add_argument(
+        "--appendonly", default=None, metavar="FILE",
+        help="keep the jobs in this append-only file, fsynced before every reply, replayed on start",
+    )
     arguments = parser.parse_args(argv)
     if arguments.nodes < 1:
         parser.error("--nodes must be at least 1")
@@ -43,7 +51,12 @@ async def _start(reactor: Any, arguments: argparse.Namespace) -> list[DisqueServ
     servers = []
     for index in range(arguments.nodes):
         port = arguments.port + index if arguments.port else 0
-        server = DisqueServer(reactor, port=port, cluster=cluster, password=arguments.password)
+        appendonly = arguments.appendonly
+        if appendonly is not None and index > 0:
+            appendonly = f"{appendonly}.{index}"
+        server = DisqueServer(
+            reactor, port=port, cluster=cluster, password=arguments.password, appendonly=appendonly
+        )
         await server.start()
         servers.append(server)
     return servers

@@ -130,6 +130,7 @@ def addjob(node: DisqueNode, client: Client, args: list[bytes]) -> Any:
             holder.queue_job(copy, announce=False)
         elif retry > 0:
             copy.requeue_at = holder.requeue_time(retry)
+        holder.persist(copy)
     return Status(job_id)
 
 

@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 from txqbroker.resp.types import NULL_ARRAY, ErrorReply
+from txqbroker.testing.disque.aof import AppendOnlyFile
 from txqbroker.testing.disque.cluster import StandInCluster
 from txqbroker.testing.disque.commands import COMMANDS
 from txqbroker.testing.disque.jobs import PAUSE_OUT, Job, Queue
@@ -61,6 +62,13 @@ class DisqueNode:
     :param password: require ``AUTH`` with this password.
     :param rng: the random source (ids, jitter).
     :param port: the port HELLO and INFO report (the server sets it).
+    :param appendonly: keep an append-only file there (Disque's
+        ``appendonly yes`` with ``appendfsync always``): every change of a
+        job is written and fsynced before the reply, and :meth:`start`
+        replays it, so a node stopped like ``kill -9`` comes back with its
+        jobs.  Jobs delivered and not acknowledged come back active and
+        are queued again after their RETRY, as Disque does.  ``None``
+        (the default): state in memory only.
     """
 
     version = "1.0-rc1"
@@ -72,6 +80,7 @@ class DisqueNode:
         password: str | None = None,
         rng: random.Random | None = None,
         port: int = 7711,
+        appendonly: str | None = None,
     ) -> None:
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
@@ -91,6 +100,8 @@ class DisqueNode:
         self._started = 0.0
         self._epoch = 0.0
         self._cron: LoopingCall | None = None
+        self.appendonly = appendonly
+        self.aof: AppendOnlyFile | None = None
 
     # -- life cycle ----------------------------------------------------------
 
@@ -99,6 +110,9 @@ class DisqueNode:
         self.running = True
         self._started = self.clock.seconds()
         self._epoch = time.time() - self._started
+        if self.appendonly is not None:
+            self.aof = AppendOnlyFile(self.appendonly)
+            self._replay(self.aof)
         self._cron = LoopingCall(self.cron)
         self._cron.clock = self.clock
         self._cron.start(_CRON, now=False)
@@ -109,16 +123,69 @@ class DisqueNode:
         if self._cron is not None and self._cron.running:
             self._cron.stop()
         self._cron = None
-        self.flush()
+        if self.aof is not None:
+            self.aof.close()
+            self.aof = None
+        self._forget()
 
     def flush(self) -> None:
         """``DEBUG FLUSHALL``: drop every job and queue (blocked clients stay)."""
+        self._forget()
+        if self.aof is not None:
+            self.aof.rewrite([])
+
+    def _forget(self) -> None:
         waiters = [w for q in self.queues.values() for w in q.waiters]
         self.jobs.clear()
         self.queues.clear()
         for waiter in waiters:
             for name in waiter.queues:
                 self.queue_named(name).waiters.append(waiter)
+
+    # -- persistence -------------------------------------------------------
+
+    def persist(self, job: Job) -> None:
+        """Record ``job``'s state in the append-only file (if any)."""
+        if self.aof is not None and job.id in self.jobs:
+            self.aof.put(self._state(job))
+
+    def _state(self, job: Job) -> dict[str, Any]:
+        state = {k: getattr(job, k) for k in job.__dataclass_fields__ if k not in ("requeue_at", "serial")}
+        state["nodes"] = list(job.nodes)
+        # clock times as wall-clock seconds: another process maps them back
+        for key in ("created", "etime", "awake_at"):
+            if state[key] is not None:
+                state[key] += self._epoch
+        return state
+
+    def _replay(self, aof: AppendOnlyFile) -> None:
+        now = self.now()
+        restored = []
+        for state in sorted(aof.load(), key=lambda s: (s["ctime"], s["id"])):
+            for key in ("created", "etime", "awake_at"):
+                if state[key] is not None:
+                    state[key] -= self._epoch
+            if state["etime"] <= now:
+                continue
+            was = state.pop("state")
+            job = Job(**state)
+            job.serial = self.next_serial()
+            self.jobs[job.id] = job
+            restored.append(job)
+            if job.awake_at is not None:
+                continue
+            if was == "queued":
+                self.queue_job(job, announce=False)
+            elif job.retry > 0:
+                # active: delivered and not acknowledged; queued again
+                # after RETRY, as Disque does with the jobs it loads
+                job.requeue_at = self.requeue_time(job.retry)
+        aof.rewrite(self._state(job) for job in restored)
+
+    def sync(self) -> None:
+        """Write and fsync what changed (before any reply leaves)."""
+        if self.aof is not None:
+            self.aof.sync()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -175,6 +242,7 @@ class DisqueNode:
         queue = self.queue_named(job.queue)
         queue.add(job)
         queue.jobs_in += 1
+        self.persist(job)
         if announce:
             for peer in self.peers():
                 peer._queued_elsewhere(job)
@@ -203,17 +271,20 @@ class DisqueNode:
         if queue is not None:
             queue.remove(job)
         job.state = "active"
+        self.persist(job)
         return True
 
     def delete_job(self, job: Job) -> None:
         """Forget this node's copy of ``job``."""
         self.unqueue(job)
-        self.jobs.pop(job.id, None)
+        if self.jobs.pop(job.id, None) is not None and self.aof is not None:
+            self.aof.delete(job.id)
 
     def _deliver(self, job: Job, queue: Queue) -> None:
         job.state = "active"
         queue.jobs_out += 1
         queue.atime = self.now()
+        self.persist(job)
 
     def fetch(self, names: list[bytes], count: int, federate: bool) -> list[Job]:
         """
@@ -250,6 +321,7 @@ class DisqueNode:
             mine.state = "active"
             mine.serial = self.next_serial()
             self.jobs[mine.id] = mine
+            self.persist(mine)
         mine.nacks = max(mine.nacks, job.nacks)
         mine.additional = max(mine.additional, job.additional)
         return mine
@@ -357,6 +429,7 @@ class DisqueNode:
                 if waiter.deadline is not None and waiter.deadline <= now:
                     self._unblock(waiter)
                     waiter.client.reply(NULL_ARRAY)
+        self.sync()
 
     # -- commands ----------------------------------------------------------
 
@@ -382,3 +455,7 @@ class DisqueNode:
             return command(self, client, args[1:])
         except BadArgument as bad:
             return bad.reply
+        finally:
+            self.sync()
+            for peer in self.peers():
+                peer.sync()

@@ -120,6 +120,10 @@ class DisqueServer:
     :param node_id: the node id (40 hex digits); random by default.
     :param cluster: a :class:`StandInCluster` this node joins.
     :param rng: a :class:`random.Random` for ids and jitter.
+    :param appendonly: an append-only file that keeps the node's jobs
+        across :meth:`stop` / :meth:`start` and process restarts (see
+        :class:`~txqbroker.testing.disque.node.DisqueNode`); ``None``: in
+        memory only.
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class DisqueServer:
         cluster: StandInCluster | None = None,
         rng: Any = None,
         interface: str = "127.0.0.1",
+        appendonly: str | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -143,6 +148,7 @@ class DisqueServer:
             node_id=node_id,
             password=password,
             rng=rng,
+            appendonly=appendonly,
         )
         if cluster is not None:
             cluster.add(self.node)
@@ -173,7 +179,7 @@ class DisqueServer:
     def start(self) -> "Deferred[DisqueServer]":
         """
         Listen (again, on the same port and with the same node id after a
-        :meth:`stop`) with no jobs.
+        :meth:`stop`) with no jobs, or with the jobs of its append-only file.
         """
         if self._listening is None:
             factory: Any = _Factory(self.node)
@@ -187,7 +193,8 @@ class DisqueServer:
     def stop(self) -> "Deferred[None]":
         """
         Stop as ``kill -9`` would: close every connection (clients blocked
-        in GETJOB see EOF), stop listening, forget every job.
+        in GETJOB see EOF), stop listening, forget every job (but what the
+        append-only file holds).
         """
         listening, self._listening = self._listening, None
         if listening is None:
