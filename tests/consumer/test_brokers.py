@@ -7,7 +7,8 @@ restart, a file locked by another process).
 from __future__ import annotations
 
 import shutil
-from typing import Any, Iterator
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -144,8 +145,12 @@ async def test_corrupt_package_dead_lettered(backend: str) -> None:
         assert await run.producer.queue_size() == 0
 
 
-@pytest.mark.deadline(60)
-async def test_stop_during_a_run_loses_nothing(backend: str) -> None:
+@asynccontextmanager
+async def stopped_midway(url: str, count: int) -> AsyncIterator[tuple[Run, list[int]]]:
+    """
+    A consumer of ``count`` slow tasks on ``url`` stopped once 50 have run:
+    the run (still open) and the numbers of the tasks that ran.
+    """
     from twisted.internet import reactor, task
 
     done: list[int] = []
@@ -156,13 +161,19 @@ async def test_stop_during_a_run_loses_nothing(backend: str) -> None:
         await task.deferLater(reactor, 0.01, lambda: None)
         done.append(n)
 
-    count = 300
-    async with Run(backend, registry, concurrency=5, prefetch=10) as run:
+    async with Run(url, registry, concurrency=5, prefetch=10) as run:
         for i in range(count):
             await run.enqueue("slow", i)
         run.service.startService()
         await until(lambda: len(done) >= 50, what="50 done")
         await run.service.stopService()
+        yield run, done
+
+
+@pytest.mark.deadline(60)
+async def test_stop_during_a_run_loses_nothing(backend: str) -> None:
+    count = 300
+    async with stopped_midway(backend, count) as (run, done):
         queued = await run.producer.queue_size()
         dead = await run.dead.queue_size()
         assert len(set(done)) == len(done)

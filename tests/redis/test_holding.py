@@ -14,7 +14,7 @@ from twisted.internet import defer, reactor
 import txqbroker
 from tests.harnesses import unique_name
 from tests.proxy import FaultProxy
-from tests.redis.helpers import eventually
+from tests.redis.helpers import eventually, take_into
 from tests.servers import RedisServer
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable
 
@@ -33,12 +33,7 @@ async def test_a_pop_whose_reply_is_lost_loses_nothing(
     received: list[bytes] = []
 
     async def take() -> bool:
-        try:
-            batch = await broker.dequeue()
-        except (BrokerTimeout, BrokerUnavailable):
-            return False
-        received.extend(payload for _, payload in batch)
-        return len(received) >= len(sent)
+        return await take_into(broker, received) and len(received) >= len(sent)
 
     async def holds(count: int) -> bool:
         return redis_py.llen(holding) == count

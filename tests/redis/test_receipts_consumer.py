@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.consumer.test_brokers import Run
+from tests.consumer.test_brokers import Run, stopped_midway
 from tests.servers import RedisServer
 from tests.waiting import until
 from txqbroker.tasks import TaskRegistry
@@ -43,23 +43,8 @@ async def test_failing_task_runs_max_attempts_times(redis_server: RedisServer) -
 
 @pytest.mark.deadline(60)
 async def test_stop_hands_back_what_was_not_started(redis_server: RedisServer) -> None:
-    from twisted.internet import reactor, task
-
-    done: list[int] = []
-    registry = TaskRegistry()
-
-    @registry.task(name="slow")
-    async def slow(n: int) -> None:
-        await task.deferLater(reactor, 0.01, lambda: None)
-        done.append(n)
-
     count = 300
-    async with Run(receipts_url(redis_server), registry, concurrency=5, prefetch=10) as run:
-        for i in range(count):
-            await run.enqueue("slow", i)
-        run.service.startService()
-        await until(lambda: len(done) >= 50, what="50 done")
-        await run.service.stopService()
+    async with stopped_midway(receipts_url(redis_server), count) as (run, done):
         assert run.service.stats.handed_back > 0
         # nothing left out on a lease: released at once, not after retry
         assert await run.producer.leased_size() == 0

@@ -17,7 +17,7 @@ from twisted.internet import reactor, task, threads
 
 import txqbroker
 from tests.harnesses import unique_name
-from tests.redis.helpers import eventually
+from tests.redis.helpers import eventually, take_into
 from tests.servers import RedisServer
 from txqbroker.errors import BrokerTimeout, BrokerUnavailable
 
@@ -77,14 +77,7 @@ async def test_a_stalled_server_loses_nothing(debug_redis: RedisServer, mode: st
     received: list[bytes] = []
 
     async def take() -> bool:
-        try:
-            batch = await broker.dequeue()
-        except (BrokerTimeout, BrokerUnavailable):
-            return False
-        for receipt, payload in batch:
-            received.append(payload)
-            await broker.acknowledge(receipt)
-        return sorted(received) == sorted(sent)
+        return await take_into(broker, received, acknowledge=True) and sorted(received) == sorted(sent)
 
     try:
         for payload in sent:
