@@ -12,7 +12,7 @@ from twisted.internet import reactor
 
 import txqbroker
 from tests.harnesses import unique_name
-from tests.harnesses.disque import real_nodes
+from tests.harnesses.disque import on_one_node, real_nodes
 from tests.waiting import until
 from txqbroker.disque import DisqueConnection
 
@@ -55,9 +55,9 @@ class Nodes:
         return host, int(port)
 
     async def broker(self, **options: Any) -> Any:
-        """A broker on a queue of its own (on the first node)."""
+        """A broker on a queue of its own (on the first node, see :func:`on_one_node`)."""
         options.setdefault("name", unique_name("dq"))
-        options.setdefault("shuffle", False)
+        on_one_node(options, self.address)
         broker = await txqbroker.connect(f"disque://{self.address}", **options)
         self.opened.append(broker)
         return broker

@@ -21,6 +21,24 @@ def real_nodes() -> str | None:
     return os.environ.get(NODES_ENV) or None
 
 
+def on_one_node(options: dict[str, Any], nodes: str) -> dict[str, Any]:
+    """
+    The options that keep a test's jobs on the first of ``nodes``.
+
+    Every broker of a test uses the same (first) node: consumers on other
+    nodes of a real cluster would wait seconds for federation.  And its jobs
+    have one copy (``REPLICATE 1``) when there are several nodes: after
+    RETRY, a real Disque re-queues a job on whichever node holding a copy
+    gets there first, and a consumer elsewhere only sees it through
+    federation, seconds later (rate-limited up to 30 s).  A stand-in and a
+    lone node re-queue on the node the job was added to.
+    """
+    options.setdefault("shuffle", False)
+    if "," in nodes:
+        options.setdefault("replicate", 1)
+    return options
+
+
 class DisqueHarness(Harness):
     name = "disque"
 
@@ -44,9 +62,7 @@ class DisqueHarness(Harness):
 
     async def connect(self, **options: Any) -> Any:
         nodes = await self.node_list()
-        # every broker of a test on the same (first) node: consumers on other
-        # nodes of a real cluster would wait seconds for federation
-        options.setdefault("shuffle", False)
+        on_one_node(options, nodes)
         return await txqbroker.connect(f"disque://{nodes}", **options)
 
     async def unreachable(self) -> Any:
