@@ -281,6 +281,28 @@ class DisqueConnection(DisqueCommands):
                 idle.close()
             self._idle = []
 
+    def ready(self) -> DisqueProtocol | None:
+        """
+        The connection commands go over when it is open, for a caller that
+        writes on it directly (and bounds what it sends, and calls
+        :meth:`give_up_on` when that timed out); ``None`` while there is
+        none (then :meth:`execute` and :meth:`execute_pipelined` wait for
+        one).
+        """
+        main = self._main
+        return main if main is not None and main.connected else None
+
+    def give_up_on(self, proto: DisqueProtocol, leaving: bool = False) -> None:
+        """
+        Stop using ``proto``, a connection :meth:`ready` gave: it did not
+        answer in time (or its node said it is ``leaving``).  Its node is
+        put behind the others and the next command reconnects.
+        """
+        if proto is self._main:
+            self._leave(self._current, proto, priority=100 if leaving else None)
+        else:
+            proto.close()
+
     # -- commands --------------------------------------------------------------
 
     def execute(self, *args: Any) -> "Deferred[Any]":
