@@ -88,6 +88,9 @@ async def test_an_enqueue_without_a_reply_times_out_and_drops_the_connection() -
         # the connection is dropped: the next command reconnects
         assert broker.connection.ready() is None
         await until(lambda: closed == connections, 3)
+        with pytest.raises(BrokerTimeout):  # a new connection, through execute_pipelined
+            await broker.enqueue_many([b"a", b"b"])
+        assert len(connections) == 2
     finally:
         await broker.disconnect()
         await port.stopListening()
