@@ -53,6 +53,31 @@ def test_the_timer_is_cancelled_with_the_last_item() -> None:
     assert expired == []
 
 
+def test_a_lingering_timer_is_not_rearmed_for_each_item() -> None:
+    clock = Clock()
+    expired: list[str] = []
+    expiry: Expiry[str] = Expiry(2, clock, expired.append, linger=True)
+    expiry.add("a")
+    [timer] = clock.getDelayedCalls()
+    for previous, item in zip("abc", "bcd"):  # one at a time, back to back
+        clock.advance(0.5)
+        expiry.discard(previous)
+        expiry.add(item)
+        assert clock.getDelayedCalls() == [timer]
+    expiry.discard("d")
+    assert clock.getDelayedCalls() == [timer]  # left armed
+    clock.advance(0.5)
+    assert clock.getDelayedCalls() == [] and expired == []  # fired on nothing, not armed again
+    expiry.add("e")
+    clock.advance(1.9)
+    assert expired == []
+    clock.advance(0.1)
+    assert expired == ["e"]
+    expiry.add("f")
+    expiry.stop()
+    assert clock.getDelayedCalls() == []
+
+
 def test_adding_again_restarts_the_period() -> None:
     clock, expiry, expired = make()
     expiry.add("a")

@@ -52,3 +52,45 @@ async def test_reconnecting_to_a_dead_cluster_backs_off() -> None:
 def test_a_connection_needs_nodes() -> None:
     with pytest.raises(ConfigurationError):
         DisqueConnection([], reactor)
+
+
+async def test_an_enqueue_without_a_reply_times_out_and_drops_the_connection() -> None:
+    """The producer's fast path (txqbroker.disque.adds) is bounded too."""
+    import txqbroker
+    from tests.waiting import until
+    from txqbroker.errors import BrokerTimeout
+    from txqbroker.resp import encode_reply
+
+    connections: list[Protocol] = []
+    closed: list[Protocol] = []
+
+    class HelloThenSilent(Protocol):
+        def connectionMade(self) -> None:
+            connections.append(self)
+
+        def connectionLost(self, reason: object = None) -> None:
+            closed.append(self)
+
+        def dataReceived(self, data: bytes) -> None:
+            if data.startswith(b"*1\r\n$5\r\nHELLO"):
+                node = ["0123456789abcdef", "127.0.0.1", str(port.getHost().port), "1"]
+                self.transport.write(encode_reply([1, "0123456789abcdef", node]))
+
+    port = reactor.listenTCP(0, Factory.forProtocol(HelloThenSilent), interface="127.0.0.1")
+    broker = await txqbroker.connect(
+        f"disque://127.0.0.1:{port.getHost().port}/q", reactor, timeout=0.3, shuffle=False
+    )
+    try:
+        start = reactor.seconds()
+        with pytest.raises(BrokerTimeout):
+            await broker.enqueue(b"lost")
+        assert reactor.seconds() - start < 3
+        # the connection is dropped: the next command reconnects
+        assert broker.connection.ready() is None
+        await until(lambda: closed == connections, 3)
+        with pytest.raises(BrokerTimeout):  # a new connection, through execute_pipelined
+            await broker.enqueue_many([b"a", b"b"])
+        assert len(connections) == 2
+    finally:
+        await broker.disconnect()
+        await port.stopListening()

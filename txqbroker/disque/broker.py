@@ -17,9 +17,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from txqbroker._batches import Batches
 from txqbroker._deferreds import bounded, from_coroutine
 from txqbroker.capabilities import Capabilities
+from txqbroker.disque.adds import Adds
 from txqbroker.disque.cluster import DisqueConnection
 from txqbroker.disque.commands import addjob_args
 from txqbroker.disque.types import Job, text
@@ -144,8 +144,8 @@ class DisqueBroker:
         if stats is not None:
             alsoProvides(self, IStats)
         #: enqueues issued while an ADDJOB is in flight leave together, in
-        #: one write (pipelined): one coroutine and one timer per batch
-        self._adds: Batches[list[Any]] = Batches(self._addjobs)
+        #: one write (pipelined)
+        self._adds = Adds(connection, clock, options.timeout)
 
     def __repr__(self) -> str:
         return f"<DisqueBroker {self.name!r} at {self.connection.current or 'not connected'}>"
@@ -166,7 +166,7 @@ class DisqueBroker:
             _check_delay(delay)
         except BrokerError:
             return fail()
-        return self._adds.submit(self._addjob(self.name, task, delay))
+        return self._adds.add(self._addjob(self.name, task, delay))
 
     def enqueue_many(self, tasks: Sequence[bytes], delay: float | None = None) -> "Deferred[list[str]]":
         """
@@ -184,40 +184,24 @@ class DisqueBroker:
             return fail()
         if not checked:
             return succeed([])
+        return self._adds.add_many([self._addjob(self.name, task, delay) for task in checked])
 
-        def ids(outcomes: list[Any]) -> list[str]:
-            for outcome in outcomes:
-                if isinstance(outcome, Failure):
-                    outcome.raiseException()
-            return outcomes
-
-        commands = [self._addjob(self.name, task, delay) for task in checked]
-        return self._addjobs(commands).addCallback(ids)
-
-    def _addjob(self, queue: str, body: bytes, delay: float | None) -> list[Any]:
+    def _addjob(self, queue: str, body: bytes, delay: float | None) -> tuple[Any, ...]:
         """The ``ADDJOB`` arguments of a package, with the broker's settings."""
         s = self.settings
         seconds = s.delay if delay is None else int(math.ceil(delay))
-        return addjob_args(
-            queue,
-            body,
-            s.addjob_timeout,
-            replicate=s.replicate,
-            delay=seconds or None,
-            retry=s.retry,
-            ttl=s.ttl,
-            maxlen=s.maxlen,
-            async_=s.async_,
-        )
-
-    def _addjobs(self, commands: list[list[Any]]) -> "Deferred[list[Any]]":
-        """Pipelined ADDJOBs: each job id, or the Failure of that job."""
-        if len(commands) == 1:  # one alone: the plain path is cheaper
-            return self.connection.execute(*commands[0]).addCallbacks(
-                lambda reply: [text(reply)], lambda failure: [failure]
+        return tuple(
+            addjob_args(
+                queue,
+                body,
+                s.addjob_timeout,
+                replicate=s.replicate,
+                delay=seconds or None,
+                retry=s.retry,
+                ttl=s.ttl,
+                maxlen=s.maxlen,
+                async_=s.async_,
             )
-        return self.connection.execute_pipelined(commands).addCallback(
-            lambda outcomes: [o if isinstance(o, Failure) else text(o) for o in outcomes]
         )
 
     def _add(self, queue: str, body: bytes, delay: float | None = None) -> "Deferred[str]":
@@ -416,6 +400,7 @@ class DisqueBroker:
     @from_coroutine
     async def disconnect(self) -> None:
         """Close every connection (and the stats store when the broker made it)."""
+        self._adds.stop()
         await self.connection.disconnect()
         if self._own_stats and self._stats is not None:
             await self._stats.disconnect()

@@ -24,7 +24,7 @@ import random
 from collections import Counter
 from typing import Any, Callable, Sequence
 
-from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -32,9 +32,10 @@ from twisted.python.failure import Failure
 
 from txqbroker._deferreds import bounded
 from txqbroker.disque.commands import DisqueCommands
-from txqbroker.disque.errors import DisqueError, NodeLeaving
+from txqbroker.disque.errors import DisqueError, NodeLeaving, error_from_reply
 from txqbroker.disque.protocol import DisqueProtocol
-from txqbroker.errors import AuthenticationError, BrokerError, BrokerTimeout, BrokerUnavailable, ConfigurationError
+from txqbroker.errors import AuthenticationError, BrokerError, BrokerTimeout, BrokerUnavailable, ConfigurationError, ProtocolError
+from txqbroker.resp import ErrorReply, encode_command
 
 __all__ = ["DisqueConnection", "MAX_BACKOFF"]
 
@@ -281,6 +282,28 @@ class DisqueConnection(DisqueCommands):
                 idle.close()
             self._idle = []
 
+    def ready(self) -> DisqueProtocol | None:
+        """
+        The connection commands go over when it is open, for a caller that
+        writes on it directly (and bounds what it sends, and calls
+        :meth:`give_up_on` when that timed out); ``None`` while there is
+        none (then :meth:`execute` and :meth:`execute_pipelined` wait for
+        one).
+        """
+        main = self._main
+        return main if main is not None and main.connected else None
+
+    def give_up_on(self, proto: DisqueProtocol, leaving: bool = False) -> None:
+        """
+        Stop using ``proto``, a connection :meth:`ready` gave: it did not
+        answer in time (or its node said it is ``leaving``).  Its node is
+        put behind the others and the next command reconnects.
+        """
+        if proto is self._main:
+            self._leave(self._current, proto, priority=100 if leaving else None)
+        else:
+            proto.close()
+
     # -- commands --------------------------------------------------------------
 
     def execute(self, *args: Any) -> "Deferred[Any]":
@@ -323,27 +346,41 @@ class DisqueConnection(DisqueCommands):
     async def _execute_pipelined(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         outcomes: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
+        name = _name(commands[0])
         for attempt in (1, 2):
             proto = await self._connection()
             node = self._current
-            sent = proto.pipeline([commands[i] for i in todo])
+            # one Deferred for the group, without a canceller: the bound
+            # cancels it alone (a timeout, not the commands' own outcome)
+            group: Deferred[list[Any]] = Deferred()
+
+            def arrived(replies: "list[Any] | Failure", group: "Deferred[list[Any]]") -> None:
+                if group.called:  # timed out already
+                    return
+                if isinstance(replies, Failure):
+                    group.errback(replies)
+                else:
+                    group.callback(replies)
+
             try:
-                replies = await bounded(
-                    gatherResults([d.addErrback(_Refused.wrap) for d in sent], consumeErrors=True),
-                    self.timeout,
-                    self._reactor,
-                    _name(commands[0]).decode(),
-                )
+                data = b"".join([encode_command(commands[i]) for i in todo])
+            except TypeError as e:
+                raise ProtocolError(str(e)) from None
+            proto.send_group(data, len(todo), arrived, group)
+            try:
+                replies = await bounded(group, self.timeout, self._reactor, name.decode())
             except BrokerTimeout:
                 self._leave(node, proto)
                 raise
-            except FirstError as e:
-                e.subFailure.raiseException()
             leaving = []
             for i, reply in zip(todo, replies):
-                outcomes[i] = reply.failure if isinstance(reply, _Refused) else reply
-                if isinstance(reply, _Refused) and reply.failure.check(NodeLeaving):
-                    leaving.append(i)
+                if isinstance(reply, ErrorReply):
+                    error = error_from_reply(reply, _name(commands[i]))
+                    if isinstance(error, NodeLeaving):
+                        leaving.append(i)
+                    outcomes[i] = Failure(error)
+                else:
+                    outcomes[i] = reply
             if not leaving:
                 break
             self._leave(node, proto, priority=100)
@@ -520,20 +557,6 @@ class DisqueConnection(DisqueCommands):
         self._idle = []
         self._main = None
         return gatherResults(waits).addCallback(lambda _: None)
-
-
-class _Refused:
-    """An error reply in a pipeline: that command's outcome, not the pipeline's failure."""
-
-    __slots__ = ("failure",)
-
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
-
-    @classmethod
-    def wrap(cls, failure: Failure) -> "_Refused | Failure":
-        # a lost connection fails the whole pipeline
-        return failure if failure.check(BrokerUnavailable) else cls(failure)
 
 
 def _name(args: Sequence[Any]) -> bytes:
