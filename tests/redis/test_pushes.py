@@ -75,15 +75,6 @@ def rpush(*payloads: bytes) -> bytes:
     return encode_command([b"RPUSH", KEY, *payloads])
 
 
-def runs_out(clock: Clock, broker: RedisBroker) -> bool:
-    """
-    Whether the pushes' timer, left armed when the last push was answered,
-    goes away on its own within the timeout (answering nobody again).
-    """
-    clock.advance(broker.options.timeout)
-    return clock.getDelayedCalls() == []
-
-
 def test_an_enqueue_on_an_idle_connection_goes_out_at_once() -> None:
     connection = Connection()
     clock, handler, broker = make(connection)
@@ -92,27 +83,42 @@ def test_an_enqueue_on_an_idle_connection_goes_out_at_once() -> None:
     assert result == []
     connection.replyQueue.put(1)
     assert len(result) == 1 and isinstance(result[0], str) and len(result[0]) == 32
-    assert handler.commands == [] and runs_out(clock, broker) and len(result) == 1
+    assert handler.commands == [] and clock.getDelayedCalls() == [] and len(result) == 1
 
 
 def test_enqueues_one_at_a_time_share_one_timer() -> None:
-    """No callLater and cancel per enqueue: the timer outlives each push."""
+    """
+    A caller enqueueing again from its callback (``await enqueue()`` in a
+    loop) keeps the timer armed: no callLater and cancel per enqueue.
+    """
     connection = Connection()
     clock, _, broker = make(connection, timeout=2)
-    results = []
+    ids: list[str] = []
+
+    def again(tracking_id: str) -> Any:
+        ids.append(tracking_id)
+        if len(ids) < 3:
+            return broker.enqueue(b"%d" % len(ids)).addCallback(again)
+        return None
+
+    broker.enqueue(b"0").addCallback(again)
+    [timer] = clock.getDelayedCalls()
     for i in range(3):
-        results.append(fired(broker.enqueue(b"%d" % i)))
-        connection.replyQueue.put(i + 1)
         clock.advance(0.5)
-    [timer] = clock.getDelayedCalls()
-    assert timer.getTime() == 2
-    assert all(len(r) == 1 and isinstance(r[0], str) for r in results)
-    hung = fired(broker.enqueue(b"hung"))  # issued at 1.5: due at 3.5
-    clock.advance(0.5)
-    [timer] = clock.getDelayedCalls()
-    assert timer.getTime() == 3.5 and not hung
+        connection.replyQueue.put(i + 1)
+        assert clock.getDelayedCalls() == ([timer] if i < 2 else [])
+    assert len(ids) == 3 and connection.sent() == rpush(b"0") + rpush(b"1") + rpush(b"2")
+    # a push bounded by its own issue time when the timer runs out first
+    broker.enqueue(b"0").addCallback(again)
+    ids.clear()
     clock.advance(1.5)
-    assert hung[0].check(BrokerTimeout) and connection.transport.disconnecting
+    connection.replyQueue.put(4)  # "0" answered at 1.5; "1" issued at 3.0
+    hung = ids[:]
+    clock.advance(0.5)  # the timer armed for "0" runs out at 3.5: re-armed for "1"
+    [timer] = clock.getDelayedCalls()
+    assert timer.getTime() == 5.0 and hung == ids
+    clock.advance(1.5)
+    assert connection.transport.disconnecting
 
 
 def test_enqueues_issued_while_one_is_in_flight_go_as_one_rpush_in_order() -> None:
@@ -128,7 +134,7 @@ def test_enqueues_issued_while_one_is_in_flight_go_as_one_rpush_in_order() -> No
     connection.replyQueue.put(7)
     ids = [r[0] for r in [first] + rest] + many[0]
     assert len(set(ids)) == 7 and all(isinstance(i, str) for i in ids)
-    assert runs_out(clock, broker)
+    assert clock.getDelayedCalls() == []
 
 
 def test_a_lone_push_is_written_through_and_a_batch_waits_for_the_reactor(monkeypatch: Any) -> None:
@@ -225,7 +231,7 @@ def test_an_unanswered_rpush_times_out_every_caller_and_drops_its_connection() -
     connection.replyQueue.put(txredisapi.ConnectionError("Lost connection"))
     assert fresh.sent() == rpush(b"waiting") and connection.sent() == b""
     fresh.replyQueue.put(1)
-    assert isinstance(waiting[0], str) and runs_out(clock, broker)
+    assert isinstance(waiting[0], str) and clock.getDelayedCalls() == []
 
 
 def test_an_enqueue_waiting_behind_a_hung_rpush_times_out_unsent() -> None:
@@ -239,7 +245,7 @@ def test_an_enqueue_waiting_behind_a_hung_rpush_times_out_unsent() -> None:
     assert not waiting
     clock.advance(1)
     assert waiting[0].check(BrokerTimeout)
-    assert connection.sent() == b"" and runs_out(clock, broker)
+    assert connection.sent() == b"" and clock.getDelayedCalls() == []
 
 
 def test_a_cancelled_enqueue_not_sent_yet_stays_out_of_the_next_rpush() -> None:
@@ -254,7 +260,7 @@ def test_a_cancelled_enqueue_not_sent_yet_stays_out_of_the_next_rpush() -> None:
     connection.replyQueue.put(1)
     assert connection.sent() == rpush(b"kept")
     connection.replyQueue.put(2)
-    assert isinstance(kept[0], str) and runs_out(clock, broker)
+    assert isinstance(kept[0], str) and clock.getDelayedCalls() == []
 
 
 def test_enqueue_many_refuses_a_bad_package_and_sends_nothing() -> None:

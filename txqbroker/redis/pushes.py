@@ -27,10 +27,10 @@ first one of the command in flight or of those waiting: one timer, armed
 for it, bounds them all, and a push costs no bookkeeping beyond the time it
 was issued.  A command left without a reply that long has its connection
 aborted, as txredisapi does on its own reply timeout, so the next command
-starts on a fresh one.  The timer is not cancelled when the last push is
-answered (that was a ``callLater`` and a ``cancel`` per enqueue one at a
-time): it runs out once, within ``timeout``, finding nothing to do, or is
-cancelled by :meth:`Pushes.stop`.
+starts on a fresh one.  The timer is cancelled when the last push is
+answered and nothing else was pushed meanwhile; a caller enqueueing again
+from its callback (``await enqueue()`` in a loop) keeps it armed, instead of
+paying a ``callLater`` and a ``cancel`` per enqueue.
 """
 
 from __future__ import annotations
@@ -204,6 +204,12 @@ class Pushes:
             self._settling = False
         if self._in_flight is None and self._waiting:
             self._send()
+        if self._in_flight is None and self._timer is not None and self._timer.active():
+            # idle (nothing sent or waiting): no timer left behind.  A caller
+            # enqueueing again from its callback (``await enqueue()`` in a
+            # loop) has already been sent above, and keeps the timer.
+            self._timer.cancel()
+            self._timer = None
 
     def _expire(self) -> None:
         """
