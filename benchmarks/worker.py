@@ -139,32 +139,34 @@ def run_redispy(workload: str, port: int, count: int, size: int) -> None:
 def in_flight(total: int, width: int, call: Callable[[], Any]) -> Any:
     """
     Keep ``width`` calls of ``call()`` (each returning a Deferred) in
-    flight until ``total`` have completed.
+    flight until ``total`` have completed.  The same loop drives every
+    Twisted client; it is kept lean (two counters, one callback pair per
+    call), since with 100 calls in flight it costs about as much CPU as a
+    client's own work per call.
 
     :return: a Deferred firing when the last one has.
     """
     from twisted.internet.defer import Deferred
 
     done: Deferred[None] = Deferred()
-    state = {"issued": 0, "finished": 0}
+    issued = finished_count = 0
 
     def finished(_: object) -> None:
-        state["finished"] += 1
-        if state["issued"] < total:
-            issue()
-        elif state["finished"] == total and not done.called:
+        nonlocal issued, finished_count
+        finished_count += 1
+        if issued < total:
+            issued += 1
+            call().addCallbacks(finished, failed)
+        elif finished_count == total and not done.called:
             done.callback(None)
 
     def failed(failure: Any) -> None:
         if not done.called:
             done.errback(failure)
 
-    def issue() -> None:
-        state["issued"] += 1
+    while issued < min(width, total):
+        issued += 1
         call().addCallbacks(finished, failed)
-
-    for _ in range(min(width, total)):
-        issue()
     return done
 
 

@@ -6,6 +6,10 @@ unique without a system call each.
 (profiled with py-spy, ``python -m benchmarks``); a random per-process
 prefix and a counter cost a tenth of that.  The prefix is drawn again in a
 forked child, so that parent and child never hand out the same id.
+
+The counter starts at the prefix shifted above its 64 bits, so that an id
+is one ``%`` format of one number (about 110 ns, against 190 ns for
+formatting the prefix and the counter apart).
 """
 
 from __future__ import annotations
@@ -17,12 +21,10 @@ __all__ = ["tracking_id"]
 
 
 def _reseed() -> None:
-    global _prefix, _counter
-    _prefix = os.urandom(8).hex()
-    _counter = itertools.count()
+    global _counter
+    _counter = itertools.count(int.from_bytes(os.urandom(8), "big") << 64)
 
 
-_prefix: str
 _counter: "itertools.count[int]"
 _reseed()
 os.register_at_fork(after_in_child=_reseed)
@@ -30,4 +32,4 @@ os.register_at_fork(after_in_child=_reseed)
 
 def tracking_id() -> str:
     """A new id: 16 random hex digits for this process, then a counter."""
-    return f"{_prefix}{next(_counter):016x}"
+    return "%032x" % next(_counter)

@@ -83,7 +83,42 @@ def test_an_enqueue_on_an_idle_connection_goes_out_at_once() -> None:
     assert result == []
     connection.replyQueue.put(1)
     assert len(result) == 1 and isinstance(result[0], str) and len(result[0]) == 32
-    assert handler.commands == [] and clock.getDelayedCalls() == []
+    assert handler.commands == [] and clock.getDelayedCalls() == [] and len(result) == 1
+
+
+def test_enqueues_one_at_a_time_share_one_timer() -> None:
+    """
+    A caller enqueueing again from its callback (``await enqueue()`` in a
+    loop) keeps the timer armed: no callLater and cancel per enqueue.
+    """
+    connection = Connection()
+    clock, _, broker = make(connection, timeout=2)
+    ids: list[str] = []
+
+    def again(tracking_id: str) -> Any:
+        ids.append(tracking_id)
+        if len(ids) < 3:
+            return broker.enqueue(b"%d" % len(ids)).addCallback(again)
+        return None
+
+    broker.enqueue(b"0").addCallback(again)
+    [timer] = clock.getDelayedCalls()
+    for i in range(3):
+        clock.advance(0.5)
+        connection.replyQueue.put(i + 1)
+        assert clock.getDelayedCalls() == ([timer] if i < 2 else [])
+    assert len(ids) == 3 and connection.sent() == rpush(b"0") + rpush(b"1") + rpush(b"2")
+    # a push bounded by its own issue time when the timer runs out first
+    broker.enqueue(b"0").addCallback(again)
+    ids.clear()
+    clock.advance(1.5)
+    connection.replyQueue.put(4)  # "0" answered at 1.5; "1" issued at 3.0
+    hung = ids[:]
+    clock.advance(0.5)  # the timer armed for "0" runs out at 3.5: re-armed for "1"
+    [timer] = clock.getDelayedCalls()
+    assert timer.getTime() == 5.0 and hung == ids
+    clock.advance(1.5)
+    assert connection.transport.disconnecting
 
 
 def test_enqueues_issued_while_one_is_in_flight_go_as_one_rpush_in_order() -> None:

@@ -20,21 +20,27 @@ path costs about half the client CPU of ``execute_command`` plus
 ``addTimeout`` per push.  Without a ready connection the command goes
 through the handler, which waits for one.
 
-Every push is bounded by ``timeout`` from the moment it was issued (one
-timer for all, :class:`~txqbroker._expiry.Expiry`).  A command left without
-a reply that long has its connection aborted, as txredisapi does on its own
-reply timeout, so the next command starts on a fresh one.
+Every push is bounded by ``timeout`` from the moment it was issued.  Pushes
+are answered in the order they were issued (a command's callers together,
+commands one after the other), so the oldest unanswered push is always the
+first one of the command in flight or of those waiting: one timer, armed
+for it, bounds them all, and a push costs no bookkeeping beyond the time it
+was issued.  A command left without a reply that long has its connection
+aborted, as txredisapi does on its own reply timeout, so the next command
+starts on a fresh one.  The timer is cancelled when the last push is
+answered and nothing else was pushed meanwhile; a caller enqueueing again
+from its callback (``await enqueue()`` in a loop) keeps it armed, instead of
+paying a ``callLater`` and a ``cancel`` per enqueue.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeAlias, TypeVar
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from txqbroker._expiry import Expiry
 from txqbroker._writes import write_now
 from txqbroker.errors import BrokerTimeout
 from txqbroker.redis.errors import translate
@@ -57,18 +63,15 @@ def _encoder() -> "Callable[[tuple[Any, ...]], bytes]":
 
 pack_command = _encoder()
 
-
-class _Push:
-    """One caller's packages, its Deferred, and the command that carries them."""
-
-    __slots__ = ("payloads", "value", "result", "command", "done")
-
-    def __init__(self, payloads: Sequence[bytes], value: Any, cancel: "Callable[[_Push], None]") -> None:
-        self.payloads = payloads
-        self.value = value
-        self.command: _Command | None = None
-        self.done = False
-        self.result: Deferred[Any] | None = Deferred(lambda _: cancel(self))
+#: one caller's push: ``(its Deferred, its packages, what the Deferred fires
+#: with, the time it was issued)``.  A plain tuple: with 100 callers in
+#: flight, an object per push (and a canceller closure for its Deferred) was
+#: a tenth of the client's CPU per enqueue.  A push is answered once its
+#: Deferred has been called: by its command's reply, its timeout, or the
+#: caller cancelling it (a Deferred without a canceller errbacks with
+#: ``CancelledError``; a cancelled push not sent yet stays out of the next
+#: command, a sent one is in Redis, and only its caller stops waiting).
+_Push: TypeAlias = "tuple[Deferred[Any], Sequence[bytes], Any, float]"
 
 
 class _Command:
@@ -76,7 +79,7 @@ class _Command:
 
     __slots__ = ("pushes", "reply", "transport")
 
-    def __init__(self, pushes: list[_Push]) -> None:
+    def __init__(self, pushes: "list[_Push]") -> None:
         self.pushes = pushes
         self.reply: Deferred[Any] | None = None
         self.transport: Any = None
@@ -102,10 +105,12 @@ class Pushes:
         self._key = key.encode("utf-8")
         self._commands = commands
         self._factory = commands_factory
+        self._clock = clock
+        self._timeout = timeout
         self._waiting: list[_Push] = []
         self._in_flight: _Command | None = None
         self._settling = False
-        self._deadlines: Expiry[_Push] = Expiry(timeout, clock, self._timed_out)
+        self._timer: IDelayedCall | None = None
 
     def push(self, payloads: Sequence[bytes], value: T) -> "Deferred[T]":
         """
@@ -116,41 +121,31 @@ class Pushes:
             tracking ids), so that the caller adds no callback of its own.
         :return: a Deferred firing with ``value`` once Redis holds them.
         """
-        push = _Push(payloads, value, self._cancelled)
-        result = push.result  # (a command failing at once answers it during _send)
-        assert result is not None
-        self._deadlines.add(push)
-        self._waiting.append(push)
+        result: Deferred[T] = Deferred()
+        self._waiting.append((result, payloads, value, self._clock.seconds()))
+        if self._timer is None:
+            self._timer = self._clock.callLater(self._timeout, self._expire)
         if self._in_flight is None and not self._settling:
             self._send()
         return result
 
     def stop(self) -> None:
         """Cancel the timer (when the broker closes)."""
-        self._deadlines.stop()
-
-    def _cancelled(self, push: _Push) -> None:
-        """
-        The canceller of a push's Deferred.  Not sent yet: its packages stay
-        out of the next command.  Sent: they are in Redis (or will be); the
-        caller just stops waiting.
-        """
-        push.done = True
-        push.result = None
-        self._deadlines.discard(push)
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
 
     def _send(self) -> None:
         """Send every waiting push as one ``RPUSH``."""
-        pushes = [push for push in self._waiting if not push.done]
+        pushes = [push for push in self._waiting if not push[0].called]
         self._waiting = []
         if not pushes:
             return
         command = self._in_flight = _Command(pushes)
-        for push in pushes:
-            push.command = command
         args: list[Any] = [b"RPUSH", self._key]
         for push in pushes:
-            args.extend(push.payloads)
+            args += push[1]
         command_args = tuple(args)
         try:
             connection = self._direct()
@@ -197,47 +192,83 @@ class Pushes:
         """
         if self._in_flight is command:
             self._in_flight = None
-        # the command, its pushes and its reply refer to each other: undone
-        # here, so that reference counting frees them (with 100 callers in
-        # flight, leaving them to the cyclic garbage collector cost a quarter
-        # of the throughput)
+        # the command and its reply refer to each other: undone here, so
+        # that reference counting frees them (with 100 callers in flight,
+        # leaving them to the cyclic garbage collector cost a quarter of the
+        # throughput)
         pushes, command.pushes, command.reply = command.pushes, [], None
         self._settling = True
         try:
-            self._answer(pushes, error)
+            _answer(pushes, error)
         finally:
             self._settling = False
         if self._in_flight is None and self._waiting:
             self._send()
+        if self._in_flight is None and self._timer is not None and self._timer.active():
+            # idle (nothing sent or waiting): no timer left behind.  A caller
+            # enqueueing again from its callback (``await enqueue()`` in a
+            # loop) has already been sent above, and keeps the timer.
+            self._timer.cancel()
+            self._timer = None
 
-    def _answer(self, pushes: list[_Push], error: Failure | None) -> None:
-        for push in pushes:
-            if not push.done:
-                push.done = True
-                self._deadlines.discard(push)
-                # a push and its Deferred refer to each other (the canceller)
-                result, push.result = push.result, None
-                assert result is not None
-                if error is None:
-                    result.callback(push.value)
-                else:
-                    result.errback(error)
-
-    def _timed_out(self, push: _Push) -> None:
-        """``push`` is still not answered ``timeout`` seconds after it was issued."""
-        error = Failure(
-            BrokerTimeout(f"enqueue did not complete within {self._deadlines.period:g} s")
-        )
-        command = push.command
-        if command is None:
-            self._answer([push], error)
+    def _expire(self) -> None:
+        """
+        The timer: time out every push issued ``timeout`` seconds ago or
+        more, then arm the timer for the oldest push still unanswered.
+        """
+        # while this runs, self._timer is the call running: a push from a
+        # caller's errback arms no timer of its own (it would be later than
+        # the one armed below)
+        timer = self._timer
+        now = self._clock.seconds()
+        command = self._in_flight
+        if command is not None:
+            oldest = _oldest(command.pushes)
+            if oldest is not None and oldest + self._timeout <= now:
+                self._command_timed_out(command)
+        due = [push for push in self._waiting if push[3] + self._timeout <= now]
+        if due:
+            _answer(due, self._timeout_error())
+        if self._timer is not timer:  # stopped meanwhile
             return
-        # No reply to the whole command: every caller of it times out.  The
-        # command stays in flight (nothing else goes on that connection)
-        # until dropping the connection, as txredisapi does on its own reply
-        # timeout, fails it; the next command then waits for a new one.
-        self._answer(command.pushes, error)
+        self._timer = None
+        command = self._in_flight
+        issued = _oldest(command.pushes) if command is not None else None
+        if issued is None:
+            issued = _oldest(self._waiting)
+        if issued is not None:
+            self._timer = self._clock.callLater(max(0.0, issued + self._timeout - now), self._expire)
+
+    def _timeout_error(self) -> Failure:
+        return Failure(BrokerTimeout(f"enqueue did not complete within {self._timeout:g} s"))
+
+    def _command_timed_out(self, command: _Command) -> None:
+        """
+        No reply to the whole command: every caller of it times out.  The
+        command stays in flight (nothing else goes on that connection)
+        until dropping the connection, as txredisapi does on its own reply
+        timeout, fails it; the next command then waits for a new one.
+        """
+        _answer(command.pushes, self._timeout_error())
         if command.transport is not None:
             command.transport.abortConnection()
         elif command.reply is not None:
             command.reply.cancel()
+
+
+def _answer(pushes: "list[_Push]", error: Failure | None) -> None:
+    """Fire the Deferred of each push not answered yet, in order."""
+    for result, _, value, _ in pushes:
+        if not result.called:
+            if error is None:
+                result.callback(value)
+            else:
+                result.errback(error)
+
+
+def _oldest(pushes: "list[_Push]") -> float | None:
+    """When the first push of ``pushes`` not answered yet was issued."""
+    for result, _, _, issued in pushes:
+        if not result.called:
+            return issued
+    return None
