@@ -4,7 +4,9 @@ reply.
 
 Each plain broker has a holding list ``django_q:{name}:q:holding:{id}``.
 A pop is one :data:`TAKE` (a Lua script): it moves up to ``bulk`` packages
-from the queue to the holding list and returns them.  When it took
+from the queue to the holding list, and an ``LRANGE`` written with it reads
+them back in the same round trip (on a handler without a ready connection,
+the script returns them itself).  When it took
 nothing, ``BLMOVE`` waits up to ``wait`` seconds for one package into the
 holding list; its reply only wakes the pop, which then runs :data:`TAKE`
 again (that puts the woken package back at the head and takes it with the
