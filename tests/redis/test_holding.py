@@ -132,6 +132,10 @@ async def test_a_user_without_sort_still_takes(own_redis: RedisServer) -> None:
         assert await broker.dequeue() == [(None, b"a"), (None, b"b")]
         assert admin.lrange(broker.key, 0, -1) == [b"c"]
         assert await broker.dequeue() == [(None, b"c")]
+        refused = sum(int(entry["count"]) for entry in admin.acl_log())
+        admin.rpush(broker.key, b"d", b"e", b"f")
+        assert await broker.dequeue() == [(None, b"d"), (None, b"e")]
+        assert sum(int(entry["count"]) for entry in admin.acl_log()) == refused, admin.acl_log()  # SORT not asked again
     finally:
         await broker.disconnect()
         admin.close()

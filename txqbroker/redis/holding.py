@@ -67,8 +67,10 @@ pack_command = _encoder()
 
 #: KEYS: queue, holding list, its sequence key.  ARGV: the sequence number
 #: of the last reply received, how many packages it gave, a new sequence
-#: number, how many to take, and ``1`` to return the packages (else their
-#: count: the client reads them with ``LRANGE`` in the same round trip).
+#: number, how many to take, ``1`` to return the packages after their
+#: count (else only the count: the client reads them with ``LRANGE`` in
+#: the same round trip), and ``1`` to try ``SORT``.  The count is negative
+#: when ``SORT`` was refused.
 #: Settles the holding list (see the module), then moves up to ARGV[4]
 #: packages from the queue to it; with ARGV[4] == 0, deletes the sequence
 #: key.
@@ -82,7 +84,8 @@ pack_command = _encoder()
 #: ``RENAME`` (O(1)) when it holds no more than the bulk, the head of a
 #: longer queue by ``SORT ... BY nosort LIMIT 0 count STORE`` (a copy in C)
 #: and ``LTRIM``; only a ``SORT`` refused (an ACL without @dangerous) moves
-#: them through Lua.  Putting unreceived packages back (after a lost reply)
+#: them through Lua, and the client stops trying it (each refusal is an
+#: entry in the ``ACL LOG``).  Putting unreceived packages back (after a lost reply)
 #: is ``RPOPLPUSH``, one by one.
 TAKE = Script(
     """
@@ -99,8 +102,13 @@ end
 local n = redis.call('LLEN', queue)
 if n > count then
   n = count
-  local copied = redis.pcall('SORT', queue, 'BY', 'nosort', 'LIMIT', 0, count, 'STORE', holding)
-  if type(copied) == 'table' then
+  local copied = ARGV[6] == '1'
+  if copied then
+    copied = redis.pcall('SORT', queue, 'BY', 'nosort', 'LIMIT', 0, count, 'STORE', holding)
+    copied = type(copied) ~= 'table'
+    if not copied then n = -n end
+  end
+  if not copied then
     local taken = redis.call('LRANGE', queue, 0, count - 1)
     redis.call('RPUSH', holding, unpack(taken))
   end
@@ -109,7 +117,11 @@ elseif n > 0 then
   redis.call('RENAME', queue, holding)
 end
 redis.call('SET', seq, ARGV[3])
-if ARGV[5] == '1' then return redis.call('LRANGE', holding, 0, -1) end
+if ARGV[5] == '1' then
+  local out = redis.call('LRANGE', holding, 0, -1)
+  table.insert(out, 1, n)
+  return out
+end
 return n
 """
 )
@@ -145,6 +157,8 @@ class HoldingPops(Pops):
         self._hand_back = lambda items: succeed(None)
         #: whether the server has what the holding list needs (Redis 6.2+)
         self._holding = True
+        #: whether TAKE may copy with SORT (1) or not (0: an ACL refused it)
+        self._sort = 1
 
     def _target(self) -> Any:
         return ready_connection(self._blocking_factory) or self._blocking
@@ -156,8 +170,8 @@ class HoldingPops(Pops):
         if connection is not None and not connection.pipelining and not connection.inMulti:
             d = self._take_on(connection, args)
         else:
-            d = TAKE(self._blocking, [self.key, self.holding, self._sequence], [*args, 1])
-            d.addCallback(bytes_list)
+            d = TAKE(self._blocking, [self.key, self.holding, self._sequence], [*args, 1, self._sort])
+            d.addCallback(self._counted)
 
         def received(taken: list[bytes]) -> list[bytes]:
             self._acked, self._received = number, len(taken)
@@ -176,12 +190,14 @@ class HoldingPops(Pops):
             not know it.
         """
         head = (b"EVAL", TAKE.source) if load else (b"EVALSHA", TAKE.sha)
-        write_now(connection.transport, pack_command((*head, 3, *self._keys, *args, 0)) + self._read)
+        command = pack_command((*head, 3, *self._keys, *args, 0, self._sort))
+        write_now(connection.transport, command + self._read)
         moved: Deferred[Any] = connection.replyQueue.get()
         read: Deferred[Any] = connection.replyQueue.get()
 
         def check(reply: Any) -> Any:
             if not isinstance(reply, Exception):
+                self._refused(reply)
                 return read.addCallback(_packages)
             # the script did not run: the list read after it is of no use
             read.addBoth(lambda _: None)
@@ -190,6 +206,18 @@ class HoldingPops(Pops):
             raise reply
 
         return moved.addCallback(check)
+
+    def _refused(self, count: Any) -> None:
+        """TAKE's count: negative when an ACL refused ``SORT``, not tried again."""
+        if isinstance(count, int) and count < 0:
+            self._sort = 0
+
+    def _counted(self, reply: Any) -> list[bytes]:
+        """TAKE's reply with the packages (through a handler): their count first."""
+        if not reply:
+            return []
+        self._refused(reply[0])
+        return bytes_list(reply[1:])
 
     def _too_old(self, failure: Failure) -> Any:
         """A server before Redis 6.2: :class:`Pops`' pops from now on."""
