@@ -84,3 +84,53 @@ async def test_an_abandoned_pop_keeps_its_packages_for_the_next(make: Any, redis
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.parametrize("queued", [2, 3, 7])
+async def test_take_moves_the_head_in_order(make: Any, redis_py: Any, queued: int) -> None:
+    """
+    A queue no longer than the bulk moves whole (``RENAME``), a longer one
+    by its head (``SORT ... STORE``): the holding list keeps exactly the
+    batch, the rest stays queued, in order.
+    """
+    broker = await make(bulk=3, wait=1)
+    sent = [b"p%d" % i for i in range(queued)]
+    redis_py.rpush(broker.key, *sent)
+    batch = [payload for _, payload in await broker.dequeue()]
+    assert batch == sent[:3]
+    assert redis_py.lrange(broker._pops.holding, 0, -1) == batch
+    assert redis_py.lrange(broker.key, 0, -1) == sent[3:]
+
+
+async def test_a_flushed_script_is_sent_again(make: Any, redis_py: Any) -> None:
+    """After ``SCRIPT FLUSH`` (or a restart) TAKE is sent with its source."""
+    broker = await make(bulk=2, wait=1)
+    await broker.enqueue_many([b"a", b"b", b"c"])
+    assert await broker.dequeue() == [(None, b"a"), (None, b"b")]
+    redis_py.script_flush()
+    assert await broker.dequeue() == [(None, b"c")]
+    assert redis_py.llen(broker._pops.holding) == 1
+
+
+async def test_a_user_without_sort_still_takes(own_redis: RedisServer) -> None:
+    """An ACL without ``SORT`` (``-@dangerous``): TAKE copies through Lua."""
+    import redis
+
+    admin = redis.Redis(host="127.0.0.1", port=own_redis.port)
+    admin.execute_command(
+        "ACL", "SETUSER", "worker", "on", ">w0rker-pw", "~django_q:*", "+@all", "-@dangerous"
+    )
+    url = f"redis://worker:w0rker-pw@127.0.0.1:{own_redis.port}/0"
+    broker = await txqbroker.connect(url, name=unique_name(), bulk=2, wait=1)
+    try:
+        admin.rpush(broker.key, b"a", b"b", b"c")
+        assert await broker.dequeue() == [(None, b"a"), (None, b"b")]
+        assert admin.lrange(broker.key, 0, -1) == [b"c"]
+        assert await broker.dequeue() == [(None, b"c")]
+        refused = sum(int(entry["count"]) for entry in admin.acl_log())
+        admin.rpush(broker.key, b"d", b"e", b"f")
+        assert await broker.dequeue() == [(None, b"d"), (None, b"e")]
+        assert sum(int(entry["count"]) for entry in admin.acl_log()) == refused, admin.acl_log()  # SORT not asked again
+    finally:
+        await broker.disconnect()
+        admin.close()
