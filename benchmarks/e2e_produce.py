@@ -4,11 +4,14 @@ module the runner wrote (``DJANGO_SETTINGS_MODULE``)::
 
     python -m benchmarks.e2e_produce burst N
     python -m benchmarks.e2e_produce paced RATE SECONDS
+    python -m benchmarks.e2e_produce pool N PATH
 
 ``burst``: N packages made by ``async_task`` first, then pushed in a few
 pipelined ``RPUSH``; prints the time the push started.  ``paced``:
 ``async_task`` at RATE per second for SECONDS, each package carrying the
-time it was enqueued; prints the time the first one was.
+time it was enqueued; prints the time the first one was.  ``pool``: N
+packages made by ``async_task``, written to PATH one per line (the soak
+pushes them again and again).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def main(argv: list[str]) -> None:
     from django_q.tasks import async_task
 
     broker = get_broker()
-    if argv[0] == "burst":
+    if argv[0] in ("burst", "pool"):
         count = int(argv[1])
         packages: list[Any] = []
 
@@ -42,6 +45,11 @@ def main(argv: list[str]) -> None:
         collect = Collect()
         for _ in range(count):
             async_task(FUNC, 0.0, broker=collect)
+        if argv[0] == "pool":
+            with open(argv[2], "w") as f:
+                f.writelines(f"{p}\n" for p in packages)
+            print(f"{time.time():.6f}", flush=True)
+            return
         connection = broker.connection
         key = broker.list_key
         start = time.time()

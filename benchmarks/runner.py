@@ -31,6 +31,7 @@ from typing import Any, Callable
 from benchmarks.procs import ROOT, DisqueNodes, cleanup, start_disque, start_redis
 
 VENV_PYDISQUE = os.path.join(ROOT, "benchmarks", ".venv-pydisque")
+_DEFAULT_JSON = os.path.join(ROOT, "benchmarks", "results", "latest.json")
 
 
 @dataclass(frozen=True)
@@ -308,10 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-seconds", type=float, default=5.0, help="how long the paced run lasts")
     parser.add_argument("--size", type=int, default=200, help="package size, bytes")
     parser.add_argument("--only", action="append", help="only the measurements whose name contains this (repeatable)")
+    parser.add_argument("--json", default=_DEFAULT_JSON, help="where the raw figures go")
     parser.add_argument(
-        "--json", default=os.path.join(ROOT, "benchmarks", "results", "latest.json"), help="where the raw figures go"
+        "--soak", type=int, default=0, metavar="N",
+        help="instead of the suite: the memory soak, N tasks through twistd qbroker (e.g. 1000000)",
     )
     args = parser.parse_args(argv)
+    if args.soak:
+        return run_soak(args)
     if args.smoke:
         args.repeats, args.count, args.e2e_count, args.paced_seconds = 1, 300, 300, 0.3
     runner = Runner(args)
@@ -331,3 +336,31 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFAILED:\n  " + "\n  ".join(runner.failures))
         return 1
     return 0
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """``--soak N``: the consumer's RSS over N tasks (:mod:`benchmarks.soak`)."""
+    from benchmarks.e2e import Project
+    from benchmarks.soak import soak, table
+
+    redis = start_redis()
+    directory = tempfile.mkdtemp(prefix="txq-soak-")
+    runner = Runner(args)
+    try:
+        runner.redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+        runner.disque_nodes, runner.disque_real = None, False
+        result = soak(Project(directory, redis.port), args.soak, runner.log)
+    finally:
+        cleanup(redis)
+        shutil.rmtree(directory, ignore_errors=True)
+    report = {"machine": runner.machine(), "arguments": vars(args), "soak": result}
+    path = args.json if args.json != _DEFAULT_JSON else os.path.join(ROOT, "benchmarks", "results", "soak.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    m = report["machine"]
+    print(f"\n{m['date']}; {m['cores']} x {m['cpu']}; load {m['load_average'][0]:.2f}; Python {m['python']}; Redis {m['redis']}")
+    print("soak: tasks done, consumer RSS (MB)\n")
+    print(table(result))
+    print(f"\nraw figures: {path}")
+    return 0 if result["flat"] else 1

@@ -97,6 +97,9 @@ class Runner:
         """
         timeout = registered.timeout or self.config.timeout
         d = registered.run(task["args"], task["kwargs"], self._reactor, self._threadpool)
+        if d.called and not d.paused:
+            # a synchronous task already ended: no timer to schedule and cancel
+            return d
         d.addTimeout(timeout, self._clock)
         self._runs[delivery] = d
 

@@ -82,6 +82,7 @@ class Settler:
         self.outcomes = outcomes
         self.log = log
         self.queue = broker.name
+        self._receipts = broker.capabilities.receipts
         #: acknowledgements made while one is in flight go together, with one
         #: acknowledge_many, where the broker has it
         self._acks: Batches[str | None] | None = (
@@ -135,6 +136,8 @@ class Settler:
 
         :param dead: it was just moved to the dead-letter queue.
         """
+        if not self._receipts:
+            return  # a no-op on a broker without receipts (IBroker.acknowledge)
         try:
             if self._acks is not None:
                 await self._acks.submit(delivery.receipt)

@@ -20,6 +20,7 @@ cost more than the bytes that make them (``set``, ``frozenset``,
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import io
 import pickle
@@ -135,16 +136,26 @@ def _checked(budget: Budget) -> dict[tuple[str, str], Any]:
     }
 
 
+#: the allowed globals :func:`_checked` replaces
+_CHECKED = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("decimal", "Decimal")})
+
+
 class _Unpickler(pickle.Unpickler):
     def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]], budget: Budget) -> None:
         super().__init__(io.BytesIO(data))
         self._allowed = allowed
-        self._checked = _checked(budget)
+        self._budget = budget
+        # made on the first call of a checked global (most packages have none)
+        self._checked: dict[tuple[str, str], Any] | None = None
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._allowed:
-            checked = self._checked.get((module, name))
-            return checked if checked is not None else super().find_class(module, name)
+        key = (module, name)
+        if key in self._allowed:
+            if key in _CHECKED:
+                if self._checked is None:
+                    self._checked = _checked(self._budget)
+                return self._checked[key]
+            return super().find_class(module, name)
         return GlobalReference(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -172,7 +183,7 @@ def restricted_loads(
         that is not allowed (or ``bytearray`` with a size).
     :raise MalformedPackage: when it is not a valid pickle.
     """
-    allowed = SAFE_GLOBALS | frozenset(extra_globals)
+    allowed = SAFE_GLOBALS | frozenset(extra_globals) if extra_globals else SAFE_GLOBALS
     spent = Budget(budget)
     scan(data, spent)
     try:
@@ -221,6 +232,13 @@ def _children(value: Any) -> Iterable[Any]:
 #: a lookup or a call (most of a task's values; a third of its walk)
 _ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None)})
 
+#: allowed types whose exact instances hold no other objects a package could
+#: set: no ``__dict__``, no slots, and a ``tzinfo`` that must be a ``tzinfo``
+#: (Django Q's ``started`` is a ``datetime``: most of the walk otherwise)
+_SEALED = frozenset(
+    {datetime.datetime, datetime.date, datetime.time, datetime.timedelta, datetime.timezone, decimal.Decimal}
+)
+
 
 def find_references(value: Any) -> GlobalReference | None:
     """
@@ -237,6 +255,10 @@ def find_references(value: Any) -> GlobalReference | None:
         kind = type(item)
         if kind in _ATOMS:
             continue
+        if kind in _SEALED:
+            tz = getattr(item, "tzinfo", None)
+            if tz is None or type(tz) is datetime.timezone:
+                continue
         if isinstance(item, GlobalReference):
             return item
         if id(item) in seen:
