@@ -41,21 +41,10 @@ from txqbroker.disque.errors import NodeLeaving, error_from_reply
 from txqbroker.disque.protocol import DisqueProtocol
 from txqbroker.disque.types import text
 from txqbroker.errors import BrokerTimeout
-from txqbroker.resp import ErrorReply, encode_command
+from txqbroker.resp import ErrorReply, pack_command
 
 __all__ = ["Adds"]
 
-
-def _encoder() -> "Callable[[tuple[Any, ...]], bytes]":
-    """hiredis' C encoder when installed (about 4x faster for an ``ADDJOB``)."""
-    try:
-        from hiredis import pack_command
-    except ImportError:  # pragma: no cover - the test extra installs hiredis
-        return encode_command
-    return pack_command
-
-
-pack_command = _encoder()
 
 
 class _Add:

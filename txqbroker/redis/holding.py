@@ -38,7 +38,7 @@ not run) stays visible in the holding list rather than vanishing.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
@@ -49,21 +49,10 @@ from txqbroker.redis.keys import holding_key
 from txqbroker.redis.pops import Pops, _anonymous, _Pop
 from txqbroker.redis.replies import bytes_list, ready_connection
 from txqbroker.redis.scripts import Script
-from txqbroker.resp import encode_command
+from txqbroker.resp import pack_command
 
 __all__ = ["HoldingPops", "TAKE"]
 
-
-def _encoder() -> "Callable[[tuple[Any, ...]], bytes]":
-    """hiredis' C encoder when installed (txredisapi uses its parser then)."""
-    try:
-        from hiredis import pack_command
-    except ImportError:  # pragma: no cover - the test extra installs hiredis
-        return encode_command
-    return pack_command
-
-
-pack_command = _encoder()
 
 #: KEYS: queue, holding list, its sequence key.  ARGV: the sequence number
 #: of the last reply received, how many packages it gave, a new sequence

@@ -35,7 +35,7 @@ paying a ``callLater`` and a ``cancel`` per enqueue.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, TypeAlias, TypeVar
+from typing import Any, Sequence, TypeAlias, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -45,23 +45,12 @@ from txqbroker._writes import write_now
 from txqbroker.errors import BrokerTimeout
 from txqbroker.redis.errors import translate
 from txqbroker.redis.replies import ready_connection
-from txqbroker.resp import encode_command
+from txqbroker.resp import pack_command
 
 __all__ = ["Pushes"]
 
 T = TypeVar("T")
 
-
-def _encoder() -> "Callable[[tuple[Any, ...]], bytes]":
-    """hiredis' C encoder when installed (txredisapi uses its parser then)."""
-    try:
-        from hiredis import pack_command
-    except ImportError:  # pragma: no cover - the test extra installs hiredis
-        return encode_command
-    return pack_command
-
-
-pack_command = _encoder()
 
 #: one caller's push: ``(its Deferred, its packages, what the Deferred fires
 #: with, the time it was issued)``.  A plain tuple: with 100 callers in

@@ -4,7 +4,7 @@ parser (pure Python, or hiredis when installed) and an encoder for commands
 and replies.  No Redis client library is involved.
 """
 
-from txqbroker.resp.encoder import as_bytes, encode_command, encode_reply
+from txqbroker.resp.encoder import as_bytes, encode_command, encode_reply, pack_command
 from txqbroker.resp.parser import (
     INCOMPLETE,
     HiredisParser,
@@ -21,6 +21,7 @@ __all__ = [
     "make_parser",
     "hiredis_available",
     "encode_command",
+    "pack_command",
     "encode_reply",
     "as_bytes",
     "Status",
