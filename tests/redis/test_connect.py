@@ -316,3 +316,37 @@ async def test_credentials_refused_on_reconnecting(password_redis: RedisServer, 
         admin.delete(broker.key)
         admin.close()
         await broker.disconnect()
+
+
+async def test_a_refusal_on_one_connection_holds_for_the_pops_connection(password_redis: RedisServer) -> None:
+    """
+    The commands' connection is refused on reconnecting while the pops'
+    connection has not retried yet: a dequeue fails with CredentialsRefused at once, not
+    "Not connected" until that connection retries.
+    """
+    import redis
+
+    from tests.waiting import until
+    from txqbroker.redis import CredentialsRefused
+
+    broker = await txqbroker.connect(password_redis.url, wait=0.2, timeout=1)
+    commands, blocking = broker._owned
+    # the pops' connection will not retry: as if its reconnection had not
+    # happened yet (the race a busy machine loses)
+    await blocking.stopTrying()
+    admin = redis.Redis(host="127.0.0.1", port=password_redis.port, password=password_redis.password)
+    try:
+        admin.config_set("requirepass", "the-new-pw")
+        password_redis.password = "the-new-pw"
+        admin.client_kill_filter(_type="normal", skipme=True)
+
+        async def refused() -> bool:
+            return commands.refused is not None
+
+        await until(refused, 10, what="the commands' connection refused")
+        assert blocking.size == 0  # the pops' connection is gone, not retried
+        with pytest.raises(CredentialsRefused):
+            await broker.dequeue()
+    finally:
+        admin.close()
+        await broker.disconnect()

@@ -84,6 +84,10 @@ class _Factory(txredisapi.RedisFactory):
     #: (re)made, e.g. after its password changed: txredisapi then stops
     #: reconnecting, and every command fails with it
     refused: CredentialsRefused | None = None
+    #: the other factories of the same broker (same server, same
+    #: credentials): a refusal one of them meets holds for them all, so
+    #: that an operation on a connection not yet retried fails with it too
+    siblings: "tuple[_Factory, ...]" = ()
     #: seconds a graceful :meth:`disconnect` may take before every
     #: connection is aborted (a TLS connection still in its handshake
     #: never closes gracefully)
@@ -100,7 +104,8 @@ class _Factory(txredisapi.RedisFactory):
         if reason:
             error = auth_failure(self.uuid, self.username, reason)
             if isinstance(error, CredentialsRefused):
-                self.refused = error
+                for factory in (self, *self.siblings):
+                    factory.refused = error
                 if self.deferred is None:  # a reconnection (else the caller reports it)
                     log.error("{error}; not reconnecting", error=str(error))
         super().connectionError(why)
@@ -421,6 +426,7 @@ async def open_broker(options: BrokerOptions, reactor: Any) -> RedisBroker:
     # server is merely stalled would lose what the server pops when it
     # resumes; the watchdog looks after it instead
     blocking = _pool(settings, options, endpoint, 1, reactor, reply_timeout=0)
+    commands.siblings, blocking.siblings = (blocking,), (commands,)
 
     def probe() -> "Deferred[Any]":
         d: Deferred[Any] = commands.handler.ping()
