@@ -3,11 +3,16 @@
 
 The first enqueue on an idle broker leaves at once (written through on an
 idle connection, :func:`~txqbroker._writes.write_now`).  Enqueues issued
-while it is in flight wait for its replies and then leave together: one
-write carrying one ``ADDJOB`` per package (pipelined; Disque has no
-multi-job ``ADDJOB``), one round trip for them all.  So 100 callers with an
-enqueue in flight cost one round trip per 100 packages, and each caller's
-Deferred fires with its own job id or error.
+while commands are in flight wait, and leave together once they are as
+many as the commands still unanswered: one write carrying one ``ADDJOB``
+per package (pipelined; Disque has no multi-job ``ADDJOB``).  So 100
+callers with an enqueue in flight settle into two batches of about 50 that
+take turns: the node works on one while the client answers the callers of
+the other (and their next enqueues make the next batch), where a single
+batch of 100 left the node idle while the client answered, and the client
+idle while the node worked (92-99k enqueues/s against one real node, then
+171-176k/s).  A burst from an idle broker leaves in batches of 1, 1, 2, 4,
+... and each caller's Deferred fires with its own job id or error.
 
 This is the producer's hot path.  When the cluster connection has an open
 connection, a batch goes straight onto it
@@ -84,9 +89,10 @@ class Adds:
     def __init__(self, connection: DisqueConnection, clock: IReactorTime, timeout: float) -> None:
         self._connection = connection
         self._waiting: list[_Add] = []
-        self._in_flight: _Batch | None = None
-        #: answering a batch: the enqueues its callers make meanwhile join
-        #: the next batch instead of the first of them leaving alone
+        #: commands sent whose callers are not answered yet
+        self._unanswered = 0
+        #: answering a batch: a batch that leaves meanwhile is written at
+        #: once (the node works on it while the answers go on)
         self._settling = False
         self._deadlines: Expiry[_Batch] = Expiry(timeout, clock, self._timed_out, linger=True)
 
@@ -116,8 +122,9 @@ class Adds:
     def _submit(self, add: _Add) -> "Deferred[Any]":
         result = add.result  # (a batch failing at once answers it during _send)
         assert result is not None
-        self._waiting.append(add)
-        if self._in_flight is None and not self._settling:
+        waiting = self._waiting
+        waiting.append(add)
+        if len(waiting) >= self._unanswered:
             self._send()
         return result
 
@@ -135,7 +142,8 @@ class Adds:
             commands = list(adds[0].commands)
         else:
             commands = [command for add in adds for command in add.commands]
-        batch = self._in_flight = _Batch(adds, commands)
+        batch = _Batch(adds, commands)
+        self._unanswered += len(commands)
         proto = self._connection.ready()
         if proto is None:
             d = self._connection.execute_pipelined(commands)
@@ -148,11 +156,11 @@ class Adds:
             return
         batch.proto = proto
         self._deadlines.add(batch)
-        # One caller (one at a time, or one enqueue_many): sent at once.
-        # Several: a busy producer, whose batch leaves on the reactor's next
-        # turn, as Redis' coalesced RPUSH does (a consumer in the same
-        # reactor is not outrun).
-        proto.send_group(data, len(commands), self._replied, batch, at_once=len(adds) == 1)
+        # One caller (one at a time, or one enqueue_many), or a batch made
+        # while answering another: sent at once.  Else a busy producer,
+        # whose batch leaves on the reactor's next turn, as Redis' coalesced
+        # RPUSH does (a consumer in the same reactor is not outrun).
+        proto.send_group(data, len(commands), self._replied, batch, at_once=len(adds) == 1 or self._settling)
 
     def _replied(self, replies: "list[Any] | Failure", batch: _Batch) -> None:
         """The replies of a batch sent directly, or the Failure of its connection."""
@@ -210,29 +218,33 @@ class Adds:
         if batch.answered:
             return
         batch.answered = True
-        if self._in_flight is batch:
-            self._in_flight = None
         # the adds and their Deferreds refer to each other (the canceller):
         # undone here, so that reference counting frees them
         adds, batch.adds = batch.adds, []
-        self._settling = True
+        settling, self._settling = self._settling, True
         try:
             at = 0
             for add in adds:
                 count = len(add.commands)
-                mine = outcomes[at : at + count]
-                at += count
+                self._unanswered -= count
+                if add.single:
+                    outcome = outcomes[at]
+                    at += 1
+                    failure = outcome if isinstance(outcome, Failure) else None
+                else:
+                    outcome = outcomes[at : at + count]
+                    at += count
+                    failure = next((o for o in outcome if isinstance(o, Failure)), None)
                 if add.done:
                     continue
                 add.done = True
                 result, add.result = add.result, None
                 assert result is not None
-                failure = next((o for o in mine if isinstance(o, Failure)), None)
                 if failure is not None:
                     result.errback(failure)
                 else:
-                    result.callback(mine[0] if add.single else mine)
+                    result.callback(outcome)
         finally:
-            self._settling = False
-        if self._in_flight is None and self._waiting:
+            self._settling = settling
+        if self._waiting and len(self._waiting) >= self._unanswered:
             self._send()

@@ -146,6 +146,8 @@ class DisqueBroker:
         #: enqueues issued while an ADDJOB is in flight leave together, in
         #: one write (pipelined)
         self._adds = Adds(connection, clock, options.timeout)
+        #: what follows the package in an ADDJOB without its own delay
+        self._addjob_tail: tuple[Any, ...] | None = None
 
     def __repr__(self) -> str:
         return f"<DisqueBroker {self.name!r} at {self.connection.current or 'not connected'}>"
@@ -188,6 +190,14 @@ class DisqueBroker:
 
     def _addjob(self, queue: str, body: bytes, delay: float | None) -> tuple[Any, ...]:
         """The ``ADDJOB`` arguments of a package, with the broker's settings."""
+        if delay is None:
+            tail = self._addjob_tail
+            if tail is None:  # the broker's settings after the package: made once
+                tail = self._addjob_tail = self._addjob_args(queue, body, None)[3:]
+            return ("ADDJOB", queue, body, *tail)
+        return self._addjob_args(queue, body, delay)
+
+    def _addjob_args(self, queue: str, body: bytes, delay: float | None) -> tuple[Any, ...]:
         s = self.settings
         seconds = s.delay if delay is None else int(math.ceil(delay))
         return tuple(
