@@ -95,7 +95,7 @@ ROWS = [
     Row("enqueue, 100 concurrent callers", "txq.enqueue_100", "twmin.enqueue_100", "minimal Twisted, 100"),
     Row("enqueue_many(100)", "txq.enqueue_many", "redispy.pipeline_100", "redis-py pipeline of 100", target=">= 1.0x"),
     Row("dequeue + ack, one at a time", "txq.dequeue_one", "djq.dequeue_one", "Django Q broker"),
-    Row("dequeue + ack, bulk 100", "txq.dequeue_bulk", "djq.dequeue_one", "Django Q, one at a time", target=">= 50x"),
+    Row("dequeue + ack_many, bulk 100", "txq.dequeue_bulk", "djq.dequeue_one", "Django Q, one at a time", target=">= 50x"),
     Row("dequeue, bulk 100", "txq.dequeue_bulk", "redispy.dequeue_bulk", "redis-py BLMPOP COUNT 100"),
     Row("enqueue->dequeue, same process", "txq.same_process", "twmin.same_process", "minimal Twisted", target=">= 0.8x"),
     Row("  p50 latency (ms)", "txq.same_process", "twmin.same_process", "minimal Twisted", "p50_ms", "<= 10 ms"),

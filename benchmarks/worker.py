@@ -203,13 +203,21 @@ async def txq_workload(reactor: Any, workload: str, port: int, count: int, size:
             await broker.purge_queue()
         if workload.startswith("enqueue"):
             t = await enqueue_workload(broker, workload, count, package)
-        elif workload in ("dequeue_one", "dequeue_bulk"):
+        elif workload == "dequeue_one":
             got = 0
             with timed() as t:
                 while got < count:
                     for task_id, _ in await broker.dequeue():
                         await broker.acknowledge(task_id)
                         got += 1
+        elif workload == "dequeue_bulk":
+            # a bulk consumer acknowledges a batch at once
+            got = 0
+            with timed() as t:
+                while got < count:
+                    batch = await broker.dequeue()
+                    await broker.acknowledge_many([task_id for task_id, _ in batch])
+                    got += len(batch)
         elif workload == "same_process":
             latencies: list[float] = []
 
