@@ -24,13 +24,19 @@ def command_calls(client: Any, command: str) -> int:
     return int(stats.get("calls", 0))
 
 
-async def take_into(broker: Any, received: list[bytes], acknowledge: bool = False) -> bool:
+async def take_into(
+    broker: Any, received: list[bytes], acknowledge: bool = False, uncertain: list[bytes] | None = None
+) -> bool:
     """
     One ``dequeue()`` whose payloads go into ``received`` (each acknowledged
     when ``acknowledge``).
 
-    :return: ``False`` when the pop gave up (a stalled or cut server),
-        else ``True``.
+    :param uncertain: where a payload goes instead of ``received`` when its
+        acknowledgement gave up (a server just back, a connection still
+        being made again): whether it landed is unknown, so the package
+        may come back.  Without it, that error is raised.
+    :return: ``False`` when the pop (or an acknowledgement) gave up (a
+        stalled or cut server), else ``True``.
     """
     try:
         batch = await broker.dequeue()
@@ -39,5 +45,12 @@ async def take_into(broker: Any, received: list[bytes], acknowledge: bool = Fals
     for receipt, payload in batch:
         received.append(payload)
         if acknowledge:
-            await broker.acknowledge(receipt)
+            try:
+                await broker.acknowledge(receipt)
+            except (BrokerTimeout, BrokerUnavailable):
+                if uncertain is None:
+                    raise
+                received.remove(payload)
+                uncertain.append(payload)
+                return False
     return True

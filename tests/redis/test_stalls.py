@@ -75,9 +75,13 @@ async def test_a_stalled_server_loses_nothing(debug_redis: RedisServer, mode: st
     )
     sent = [b"job-%d" % i for i in range(8)]
     received: list[bytes] = []
+    # acknowledgements that gave up as the server came back: their packages
+    # were delivered; they may come back too (then they are in received)
+    uncertain: list[bytes] = []
 
     async def take() -> bool:
-        return await take_into(broker, received, acknowledge=True) and sorted(received) == sorted(sent)
+        await take_into(broker, received, acknowledge=True, uncertain=uncertain)
+        return set(received) | set(uncertain) == set(sent)
 
     try:
         for payload in sent:
@@ -95,7 +99,7 @@ async def test_a_stalled_server_loses_nothing(debug_redis: RedisServer, mode: st
             await eventually(take, 20, "every package")
         except AssertionError:
             raise AssertionError(f"lost: {sorted(set(sent) - set(received))}") from None
-        assert len(received) == len(sent), "duplicates"
+        assert len(received) == len(set(received)), "duplicates"
     finally:
         if debug_redis.proc is not None and debug_redis.proc.poll() is None:
             os.kill(debug_redis.proc.pid, signal.SIGCONT)
