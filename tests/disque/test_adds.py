@@ -73,7 +73,6 @@ async def test_chained_callers_keep_two_batches_in_flight() -> None:
     """
     async with Nodes() as nodes:
         broker = await nodes.broker(bulk=100, wait=1)
-        await broker.purge_queue()
         await broker.enqueue(b"warm-up")
         await broker.purge_queue()
         sent = record_batches(broker)

@@ -143,11 +143,11 @@ class DisqueBroker:
         )
         if stats is not None:
             alsoProvides(self, IStats)
-        #: enqueues issued while an ADDJOB is in flight leave together, in
-        #: one write (pipelined)
+        #: enqueues issued while ADDJOBs are in flight leave together, in
+        #: pipelined writes (see txqbroker.disque.adds)
         self._adds = Adds(connection, clock, options.timeout)
         #: what follows the package in an ADDJOB without its own delay
-        self._addjob_tail: tuple[Any, ...] | None = None
+        self._addjob_tail = self._addjob_args(self.name, b"", None)[3:]
 
     def __repr__(self) -> str:
         return f"<DisqueBroker {self.name!r} at {self.connection.current or 'not connected'}>"
@@ -191,10 +191,7 @@ class DisqueBroker:
     def _addjob(self, queue: str, body: bytes, delay: float | None) -> tuple[Any, ...]:
         """The ``ADDJOB`` arguments of a package, with the broker's settings."""
         if delay is None:
-            tail = self._addjob_tail
-            if tail is None:  # the broker's settings after the package: made once
-                tail = self._addjob_tail = self._addjob_args(queue, body, None)[3:]
-            return ("ADDJOB", queue, body, *tail)
+            return ("ADDJOB", queue, body, *self._addjob_tail)
         return self._addjob_args(queue, body, delay)
 
     def _addjob_args(self, queue: str, body: bytes, delay: float | None) -> tuple[Any, ...]:
