@@ -412,13 +412,15 @@ def _exit_status(service: Any) -> None:
 def _log_from_info(service: ConsumerService) -> None:
     """
     twistd writes every event to its log file, debug ones too: the
-    consumer's own events go through a filter at info level, so that its
-    debug lines (each task that succeeded, unless ``--log-tasks``) stay out.
+    consumer's own events go through a logger at info level, so that its
+    debug lines (each task that succeeded, unless ``--log-tasks``) stay out,
+    dropped before they are built.
     """
-    from twisted.logger import FilteringLogObserver, Logger, LogLevel, LogLevelFilterPredicate, globalLogPublisher
+    from twisted.logger import LogLevel
 
-    at_info = FilteringLogObserver(globalLogPublisher, [LogLevelFilterPredicate(LogLevel.info)])
-    service.log = Logger(service.log.namespace, service, observer=at_info)
+    from txqbroker.consumer.leveled import LeveledLogger
+
+    service.log = LeveledLogger(LogLevel.info, service.log.namespace, service)
 
 
 def makeService(options: Options) -> IService:
