@@ -8,16 +8,18 @@ memory of the refusal is measured with :mod:`tracemalloc`.
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import pickle
+import random
 import tracemalloc
 from typing import Any, Callable
 
 import pytest
 
 from tests.packages.test_djangoq_codec import SECRET, a_global, codec, signed, signed_bytes, task_pickle
-from txqbroker.packages import PackageTooCostly, PackageTooLarge, UnsafePackage, make_codec
-from txqbroker.packages.budget import DEFAULT_BUDGET, Budget, scan
+from txqbroker.packages import PackageError, PackageTooCostly, PackageTooLarge, UnsafePackage, make_codec
+from txqbroker.packages.budget import DEFAULT_BUDGET, MOST_PER_BYTE, Budget, scan
 from txqbroker.packages.unpickler import restricted_loads
 
 #: the most a refusal may allocate (the bombs below would take 100+ MB)
@@ -111,3 +113,60 @@ def test_allowed_calls_with_plain_arguments_still_load() -> None:
     latin = b"\x80\x02" + call("builtins", "bytearray", unicode + b"S'latin-1'\n") + b"."
     assert restricted_loads(latin) == bytearray(b"\xffa")
     assert restricted_loads(b"\x80\x02" + call("decimal", "Decimal", binint(10**40)) + b".") == 10**40
+
+
+def _outcome(data: bytes, budget: int) -> str:
+    try:
+        restricted_loads(data, budget=budget)
+    except PackageError as e:
+        return type(e).__name__
+    return "loaded"
+
+
+def _pickles() -> list[bytes]:
+    # strings full of the bytes of memo instructions ("r", "p", "q"), as
+    # real packages are: only an instruction may count as one
+    task = {
+        "id": "rrrr" * 8,
+        "func": "parser.process_report",
+        "args": ("\u00e9prouv\u00e9" * 3, b"qqqq\xff", 2**40, -7, 1.5, None, True),
+        "kwargs": {"proxy": ["r" * 300, ("p", "p")]},
+        "started": datetime.datetime(2026, 12, 5, tzinfo=datetime.timezone.utc),
+    }
+    return [pickle.dumps(task, protocol=p) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
+
+
+def test_a_short_pickle_is_charged_its_bound_and_checked_for_memo_indexes_only() -> None:
+    for data in _pickles():
+        short, full = Budget(DEFAULT_BUDGET), Budget(len(data) * MOST_PER_BYTE * 8 - 1)
+        scan(data, short)
+        scan(data, full)
+        assert short.spent == len(data) * MOST_PER_BYTE
+        # the bound is an upper estimate: the full reading charges less
+        assert 0 < full.spent < short.spent
+    for far in (b"N\x94q\x05.", b"N\x94r\x05\x00\x00\x00.", b"N\x94p5\n."):
+        for limit in (DEFAULT_BUDGET, len(far) * MOST_PER_BYTE * 8 - 1):
+            with pytest.raises(PackageTooCostly, match="memo index 5"):
+                scan(far, Budget(limit))
+
+
+def test_both_readings_of_a_pickle_end_alike_whatever_its_bytes() -> None:
+    # every pickle, every prefix of it, and 2,000 seeded corruptions: the
+    # short reading and the full one refuse the same packages the same way,
+    # and only with package errors
+    rng = random.Random(20261205)
+    cases = []
+    for data in _pickles():
+        cases.extend(data[:end] for end in range(len(data)))
+        for _ in range(2000 // len(_pickles())):
+            corrupt = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                corrupt[rng.randrange(len(corrupt))] = rng.randrange(256)
+            cases.append(bytes(corrupt))
+    outcomes = set()
+    for data in cases:
+        short = _outcome(data, DEFAULT_BUDGET)
+        full = _outcome(data, max(1, len(data) * MOST_PER_BYTE * 8 - 1))
+        assert short == full, (data, short, full)
+        outcomes.add(short)
+    assert {"loaded", "MalformedPackage", "PackageTooCostly"} <= outcomes
