@@ -6,6 +6,7 @@ broker driven by a task.Clock.
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -148,4 +149,54 @@ def test_a_failing_listener_is_logged_and_does_not_disturb() -> None:
     rig.service.events.remove(recorder)
     # the broken listener stays (beside the consumer's own listeners)
     assert [type(x) for x in rig.service.events.listeners].count(Broken) == 1
+    finish(rig)
+
+
+def test_events_no_listener_handles_are_not_built() -> None:
+    class DeadOnly(ConsumerListener):
+        finished_actions = frozenset({Action.DEAD_LETTER, Action.REJECT})
+
+        def __init__(self) -> None:
+            self.finished: list[TaskFinished] = []
+
+        def task_finished(self, finished: TaskFinished) -> None:
+            self.finished.append(finished)
+
+    built: list[TaskFinished] = []
+
+    class Counted(TaskFinished):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            built.append(self)
+
+    clock = task.Clock()
+
+    def boom() -> None:
+        raise ValueError("no")
+
+    rig = Rig(clock, registry_with(ok=lambda: None, boom=boom), max_attempts=1)
+    events = rig.service.events
+    dead_only = DeadOnly()
+    events.add(dead_only)
+    # the consumer's own listener (dead-letter reasons) asks for these too
+    assert not events.wants("fetched") and not events.wants("task_started") and events.wants("dead_lettered")
+    assert events.wants_finished(Action.REJECT) and not events.wants_finished(Action.ACKNOWLEDGE)
+    with patch("txqbroker.consumer.journey.TaskFinished", Counted):
+        rig.enqueue(package("ok"), package("boom"), package("ok"), b"not json")
+        rig.service.startService()
+        rig.turn(0)
+    assert rig.service.stats.processed == 2
+    assert [(f.func, f.action) for f in dead_only.finished] == [("boom", Action.DEAD_LETTER), (None, Action.REJECT)]
+    assert built == dead_only.finished  # none for the two that succeeded
+
+    # a listener that wants every ending (and every event) gets them all
+    recorder = Recorder()
+    events.add(recorder)
+    assert events.wants("fetched") and events.wants_finished(Action.ACKNOWLEDGE)
+    rig.enqueue(package("ok"), package("boom"))
+    rig.turn(0)
+    assert [f.action for f in recorder.named("finished")] == [Action.ACKNOWLEDGE, Action.DEAD_LETTER]
+    assert len(recorder.named("fetched")) == 2 and len(dead_only.finished) == 3
+    events.remove(recorder)
+    assert not events.wants("fetched") and not events.wants_finished(Action.ACKNOWLEDGE)
     finish(rig)

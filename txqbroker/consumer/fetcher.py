@@ -130,11 +130,12 @@ class Fetcher:
                 if self.events.listeners:
                     self.events.broker_up(self.stats.queue)
             now = self._clock.seconds()
+            tell = self.events.wants("fetched")
             for receipt, payload, count in batch:
                 delivery = Delivery(receipt, payload, next(self._serials), count, now)
                 if self.fetching:
                     self.waiting.append(delivery)
-                    if self.events.listeners:
+                    if tell:
                         self.events.fetched(self.stats.queue, delivery)
                 else:
                     await self._hand_back(delivery)

@@ -106,7 +106,7 @@ class Journey:
 
         # 2. run it
         started = self._clock.seconds()
-        if self.events.listeners:
+        if self.events.wants("task_started"):
             self.events.task_started(self.queue, registered.name, fields["task_id"], attempt)
         result: Any = None
         failure: Failure | None = None
@@ -171,7 +171,7 @@ class Journey:
                 error=str(failure.value),
                 **fields,
             )
-        if self.events.listeners:
+        if self.events.wants_finished(action):
             enqueued = task.get("enqueued")
             wait = (
                 self._clock.seconds() - duration - enqueued
@@ -194,7 +194,7 @@ class Journey:
         """A package that cannot run: settle it as :attr:`~txqbroker.consumer.settlement.Outcome.REJECTED`."""
         action = decide(Outcome.REJECTED, self._capabilities)
         await self.settler.carry_out(action, delivery, {}, task, failure=failure)
-        if self.events.listeners:
+        if self.events.wants_finished(action):
             func = task.get("func") if task else None
             self.events.task_finished(
                 TaskFinished(

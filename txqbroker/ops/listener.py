@@ -55,6 +55,8 @@ class DeadLetterReasons(ConsumerListener):
     :param clock: for the record's time and the write's bound.
     """
 
+    finished_actions = DEAD_LETTER_ACTIONS
+
     def __init__(self, store: Callable[[], IStats | None], clock: IReactorTime, ttl: float = REASON_TTL) -> None:
         self._store = store
         self._clock = clock
@@ -70,9 +72,7 @@ class DeadLetterReasons(ConsumerListener):
             self._write(*self._pending.popitem(last=False)[1], None, None)
 
     def task_finished(self, finished: TaskFinished) -> None:
-        if finished.action not in DEAD_LETTER_ACTIONS:
-            return
-        # the same task id; a refused package's dead-lettering knows no id
+        # (only those of DEAD_LETTER_ACTIONS reach it) the same task id; a refused package's dead-lettering knows no id
         for exact in (True, False):
             for serial, (queue, payload, reason, task_id) in self._pending.items():
                 if queue == finished.queue and (
