@@ -420,7 +420,7 @@ def _log_from_info(service: ConsumerService) -> None:
 
     from txqbroker.consumer.leveled import LeveledLogger
 
-    service.log = LeveledLogger(LogLevel.info, service.log.namespace, service)
+    service.log = LeveledLogger(service.log.namespace, service, level=LogLevel.info)
 
 
 def makeService(options: Options) -> IService:

@@ -20,7 +20,7 @@ from txqbroker.tasks import TaskRegistry
 
 def test_events_below_the_level_never_reach_the_observer() -> None:
     seen: list[dict[str, Any]] = []
-    log = LeveledLogger(LogLevel.info, "here", observer=seen.append)
+    log = LeveledLogger("here", observer=seen.append, level=LogLevel.info)
     log.debug("a {thing}", thing=1)
     log.info("b {thing}", thing=2)
     log.warn("c")
@@ -36,10 +36,23 @@ def test_events_below_the_level_never_reach_the_observer() -> None:
 
 def test_a_value_that_is_no_level_is_reported_as_twisted_does() -> None:
     seen: list[dict[str, Any]] = []
-    log = LeveledLogger(LogLevel.warn, observer=seen.append)
+    log = LeveledLogger(observer=seen.append, level=LogLevel.warn)
     log.emit("loud", "x")  # type: ignore[arg-type]
     assert len(seen) == 1 and seen[0]["log_level"] == LogLevel.critical
     assert "invalid log level" in seen[0]["log_format"].lower()
+
+
+def test_as_a_class_attribute_it_logs_for_each_instance_at_its_level() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Thing:
+        log = LeveledLogger(observer=seen.append, level=LogLevel.warn)
+
+    thing = Thing()
+    thing.log.info("dropped")
+    thing.log.error("kept")
+    assert [e["log_format"] for e in seen] == ["kept"]
+    assert seen[0]["log_source"] is thing and seen[0]["log_namespace"].endswith(".Thing")
 
 
 def test_twistd_consumer_logs_from_info_in_every_part() -> None:

@@ -25,22 +25,27 @@ class LeveledLogger(Logger):
     A :class:`~twisted.logger.Logger` that emits only events at ``level`` or
     above, and drops the others before building them.
 
-    :param level: the lowest level emitted.
     :param namespace: as :class:`~twisted.logger.Logger`'s.
     :param source: as :class:`~twisted.logger.Logger`'s.
     :param observer: as :class:`~twisted.logger.Logger`'s.
+    :param level: the lowest level emitted.
     """
 
     def __init__(
         self,
-        level: LogLevel,
         namespace: str | None = None,
         source: object | None = None,
         observer: ILogObserver | None = None,
+        level: LogLevel = LogLevel.info,
     ) -> None:
         super().__init__(namespace, source, observer)
         self.level = level
         self._dropped = frozenset(each for each in LogLevel.iterconstants() if each < level)
+
+    def __get__(self, instance: object, owner: type | None = None) -> "LeveledLogger":
+        """As a class attribute: a logger for the instance, at the same level."""
+        bound = super().__get__(instance, owner)
+        return LeveledLogger(bound.namespace, bound.source, bound.observer, self.level)
 
     def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
         """
