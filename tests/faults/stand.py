@@ -93,6 +93,8 @@ class Stand:
         self._brokers: dict[str, Any] = {}
         #: where each fault of the scenario began: tasks run by then
         self.marks: dict[str, int] = {}
+        #: the reactor time the last fault began (None: none yet)
+        self.last_fault: float | None = None
 
     # -- set-up --------------------------------------------------------------
 
@@ -217,6 +219,7 @@ class Stand:
     def mark(self, fault: str) -> None:
         """Note that ``fault`` begins now (for :meth:`Account.line`'s diagnosis)."""
         self.marks[fault] = self.distinct()
+        self.last_fault = _reactor().seconds()
 
     def missing(self) -> list[int]:
         """The tasks that never ran (numbered in the order they were produced)."""
@@ -238,7 +241,10 @@ class Stand:
     async def settle(self, timeout: float) -> bool:
         """
         Wait until every task ran, every poison task was dead-lettered and
-        the queue is empty; or, when some never run, until nothing new ran
+        the queue is empty (where the server's count leaves out delivered
+        packages, as Disque's does, also ``retry`` past the last fault: a
+        package delivered before it may still come back); or, when some
+        never run, until nothing new ran
         for a while: a few seconds once the server holds nothing (delivered
         packages included) that could still come back, else longer than
         ``retry``; or until ``timeout``.
@@ -256,7 +262,12 @@ class Stand:
             dead = await self.dead_lettered() if self.poison else 0
             # a package whose acknowledgement was lost may still be on the
             # server, to run again: settled is when the server is empty too
-            if len(work) == self.enqueued and dead >= self.poison and not await self.remaining():
+            if (
+                len(work) == self.enqueued
+                and dead >= self.poison
+                and (self.provider.counts_in_flight or self._past_faults(long))
+                and not await self.remaining()
+            ):
                 return True
             seen = sum(work.values())
             if seen != last:
@@ -268,6 +279,10 @@ class Stand:
                 return False
             await task.deferLater(reactor, 0.1, lambda: None)
         return False
+
+    def _past_faults(self, seconds: float) -> bool:
+        """Whether the last fault began more than ``seconds`` ago (or none did)."""
+        return self.last_fault is None or _reactor().seconds() - self.last_fault > seconds
 
     # -- the broker's view ---------------------------------------------------
 
