@@ -72,7 +72,8 @@ class DeadLetterReasons(ConsumerListener):
             self._write(*self._pending.popitem(last=False)[1], None, None)
 
     def task_finished(self, finished: TaskFinished) -> None:
-        # (only those of DEAD_LETTER_ACTIONS reach it) the same task id; a refused package's dead-lettering knows no id
+        # (only the finishes of finished_actions come here) the same task
+        # id; a refused package's dead-lettering knows no id
         for exact in (True, False):
             for serial, (queue, payload, reason, task_id) in self._pending.items():
                 if queue == finished.queue and (

@@ -319,7 +319,9 @@ def _check_memo(data: bytes) -> None:
                 raise ValueError("pickle exhausted before seeing STOP")
     except PackageTooCostly:
         raise
-    except IndexError:
-        raise MalformedPackage("the package is not a valid pickle: pickle exhausted before seeing STOP") from None
+    except IndexError:  # an instruction or a length past the end
+        raise MalformedPackage(
+            "the package is not a valid pickle: pickle exhausted before seeing STOP"
+        ) from None
     except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as e:
         raise MalformedPackage(f"the package is not a valid pickle: {e}") from None
