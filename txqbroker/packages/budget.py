@@ -17,7 +17,7 @@ No byte of a pickle is charged more than :data:`MOST_PER_BYTE`, so a pickle
 short enough cannot exceed its budget whatever it holds: :func:`scan`
 charges it that bound at once and only walks its instructions for the one
 thing its length does not bound, a far memo index (a Django Q package is
-read in about a third of the time).
+read in about half the time).
 """
 
 from __future__ import annotations
